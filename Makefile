@@ -1,0 +1,40 @@
+# Every target sets up what it needs in .venv, so each works on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test lint format bench clean
+
+demo: $(VENV)/.runtime  ## the main job on the bundled sample
+	$(BIN)/sam2-jax encode-image
+
+test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -ra
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(VENV)/.test
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: $(VENV)/.test  ## side-by-side timings against the reference
+	$(BIN)/python -m bench
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+# The reference `sam2` is built from source: without its CUDA extension, and without build
+# isolation so that it builds against the torch installed here (pinned in pyproject.toml).
+$(VENV)/.test: $(VENV)/.runtime
+	$(PIP) "torch==2.14.1" "torchvision==0.29.1" "setuptools>=68" wheel
+	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation "sam2==1.1.0"
+	$(PIP) -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV)

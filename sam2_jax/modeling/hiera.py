@@ -1,0 +1,169 @@
+"""Hiera image trunk (reference `modeling/backbones/hieradet.py`), NHWC throughout."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam2_jax.config import BlockSpec, HieraConfig
+from sam2_jax.modeling.attention import dot_product_attention
+from sam2_jax.modeling.common import MLP, DropPath, gelu, max_pool_2d
+from sam2_jax.modeling.interpolation import resize_bicubic_torch
+
+_LN_EPS = 1e-6  # the reference builds Hiera's LayerNorms with eps=1e-6
+
+
+def window_partition(x: jax.Array, window: int) -> tuple[jax.Array, tuple[int, int]]:
+    """Zero-pads bottom/right to a multiple of `window` and cuts non-overlapping windows.
+
+    Args:
+      x: (B, H, W, C).
+    Returns:
+      windows (B * nH * nW, window, window, C) in row-major window order, and (Hp, Wp).
+    """
+    b, h, w, c = x.shape
+    pad_h, pad_w = -h % window, -w % window
+    x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    hp, wp = h + pad_h, w + pad_w
+    # (B, nH, win, nW, win, C) -> (B, nH, nW, win, win, C) -> (B*nH*nW, win, win, C)
+    x = x.reshape(b, hp // window, window, wp // window, window, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
+
+
+def window_unpartition(
+    windows: jax.Array, window: int, padded_hw: tuple[int, int], hw: tuple[int, int]
+) -> jax.Array:
+    """Inverse of `window_partition`: (B*nH*nW, win, win, C) -> (B, H, W, C), padding cropped."""
+    hp, wp = padded_hw
+    nh, nw = hp // window, wp // window
+    b = windows.shape[0] // (nh * nw)
+    # (B, nH, nW, win, win, C) -> (B, nH, win, nW, win, C) -> (B, Hp, Wp, C)
+    x = windows.reshape(b, nh, nw, window, window, -1).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, hp, wp, -1)
+    return x[:, : hw[0], : hw[1]]
+
+
+class MultiScaleAttention(nn.Module):
+    """Multi-head attention whose queries may be max-pooled (per window) before attending."""
+
+    dim_out: int
+    num_heads: int
+    q_stride: tuple[int, int] | None = None
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: (B, H, W, C) -> (B, H', W', dim_out), H' = H / q_stride when pooling."""
+        b, h, w, _ = x.shape
+        head_dim = self.dim_out // self.num_heads
+        qkv = nn.Dense(3 * self.dim_out, dtype=self.dtype, name="qkv")(x)
+        # features are ordered [q | k | v], each [head0 | head1 | ...]
+        qkv = qkv.reshape(b, h * w, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, HW, heads, hd)
+        if self.q_stride is not None:
+            q = max_pool_2d(q.reshape(b, h, w, self.dim_out), self.q_stride)
+            h, w = q.shape[1:3]
+            q = q.reshape(b, h * w, self.num_heads, head_dim)
+        out = dot_product_attention(q, k, v).reshape(b, h, w, self.dim_out)
+        return nn.Dense(self.dim_out, dtype=self.dtype, name="proj")(out)
+
+
+class MultiScaleBlock(nn.Module):
+    """Pre-norm transformer block with optional windowing and query pooling."""
+
+    spec: BlockSpec
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.0
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        """x: (B, H, W, dim) -> (B, H', W', dim_out)."""
+        spec = self.spec
+        shortcut = x
+        x = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="norm1")(x)
+        if spec.dim != spec.dim_out:
+            # The shortcut projects the *normed* input and pools it over the whole map.
+            shortcut = nn.Dense(spec.dim_out, dtype=self.dtype, name="proj")(x)
+            shortcut = max_pool_2d(shortcut, spec.q_stride)
+
+        window = spec.window_size
+        h, w = x.shape[1:3]
+        if window > 0:
+            # Zero-padded tokens take part as keys/values: the reference uses no attention mask.
+            x, padded_hw = window_partition(x, window)
+        x = MultiScaleAttention(
+            spec.dim_out, spec.num_heads, spec.q_stride, dtype=self.dtype, name="attn"
+        )(x)
+        if spec.q_stride is not None:
+            # Queries were pooled inside each window; re-derive the grid from the shortcut.
+            window //= spec.q_stride[0]
+            h, w = shortcut.shape[1:3]
+            padded_hw = (h + (-h % window), w + (-w % window)) if window > 0 else (h, w)
+        if spec.window_size > 0:
+            x = window_unpartition(x, window, padded_hw, (h, w))
+
+        drop = DropPath(self.drop_path, name="drop_path")
+        x = shortcut + drop(x, deterministic)
+        y = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="norm2")(x)
+        y = MLP(
+            int(spec.dim_out * self.mlp_ratio), spec.dim_out, 2, gelu, dtype=self.dtype, name="mlp"
+        )(y)
+        return x + drop(y, deterministic)
+
+
+class Hiera(nn.Module):
+    """Hierarchical ViT trunk; returns the feature map at the end of every stage."""
+
+    config: HieraConfig
+    dtype: jnp.dtype | None = None
+
+    def _pos_embed(self, grid_hw: tuple[int, int]) -> jax.Array:
+        """Background embedding bicubic-resized to the patch grid plus the tiled window embedding.
+
+        Returns:
+          (H, W, C) with H, W the patch grid.
+        """
+        cfg = self.config
+        bkg = self.param(
+            "pos_embed",
+            nn.initializers.truncated_normal(0.02),
+            (*cfg.window_pos_embed_bkg_spatial_size, cfg.embed_dim),
+        )
+        window = self.param(
+            "pos_embed_window",
+            nn.initializers.truncated_normal(0.02),
+            (cfg.window_spec[0], cfg.window_spec[0], cfg.embed_dim),
+        )
+        pos = resize_bicubic_torch(bkg, grid_hw)
+        reps = (grid_hw[0] // window.shape[0], grid_hw[1] // window.shape[1], 1)
+        return pos + jnp.tile(window, reps)
+
+    @nn.compact
+    def __call__(self, images: jax.Array, deterministic: bool = True) -> list[jax.Array]:
+        """images: (B, S, S, 3) normalized -> per-stage maps, highest resolution first.
+
+        For S=1024 and tiny: (B,256,256,96), (B,128,128,192), (B,64,64,384), (B,32,32,768).
+        """
+        cfg = self.config
+        x = nn.Conv(
+            cfg.embed_dim,
+            (7, 7),
+            strides=(4, 4),
+            padding=((3, 3), (3, 3)),
+            dtype=self.dtype,
+            name="patch_embed",
+        )(images)
+        x = x + self._pos_embed(x.shape[1:3]).astype(x.dtype)
+
+        drop_rates = np.linspace(0.0, cfg.drop_path_rate, cfg.depth)
+        outputs = []
+        for i, spec in enumerate(cfg.block_specs()):
+            x = MultiScaleBlock(
+                spec, cfg.mlp_ratio, float(drop_rates[i]), dtype=self.dtype, name=f"blocks_{i}"
+            )(x, deterministic)
+            if i in cfg.stage_ends:
+                outputs.append(x)
+        return outputs

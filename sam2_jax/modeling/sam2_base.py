@@ -1,0 +1,52 @@
+"""The SAM 2 model as one Flax module with one method per stage of the data flow.
+
+Submodule names follow the reference's `SAM2Base` attributes so the converter's table stays
+mechanical. Call a stage with `model.apply(variables, ..., method=SAM2.forward_image)`.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sam2_jax.config import ModelConfig
+from sam2_jax.modeling.image_encoder import ImageEncoder
+from sam2_jax.modeling.mask_decoder import MaskDecoder
+
+
+class SAM2(nn.Module):
+    config: ModelConfig
+    dtype: jnp.dtype | None = None
+
+    def setup(self):
+        cfg = self.config
+        self.image_encoder = ImageEncoder(cfg, dtype=self.dtype)
+        self.sam_mask_decoder = MaskDecoder(cfg.d_model, dtype=self.dtype)
+
+    def forward_image(
+        self, images: jax.Array, deterministic: bool = True
+    ) -> dict[str, list[jax.Array] | jax.Array]:
+        """Encodes a batch of preprocessed images.
+
+        Args:
+          images: (B, S, S, 3) float, ImageNet-normalized, S = config.image_size.
+
+        Returns:
+          dict with
+            backbone_fpn: [(B, S/4, S/4, 32), (B, S/8, S/8, 64), (B, S/16, S/16, 256)]; the
+              first two already projected by the mask decoder's conv_s0 / conv_s1.
+            vision_pos_enc: [(B, S/4, S/4, 256), (B, S/8, S/8, 256), (B, S/16, S/16, 256)].
+            vision_features: the last backbone_fpn entry.
+        """
+        expected = (self.config.image_size, self.config.image_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(f"expected images of shape (B, {expected}), got {images.shape}")
+        features, positions = self.image_encoder(images, deterministic)
+        feat_s0, feat_s1 = self.sam_mask_decoder.project_high_res_features(features[0], features[1])
+        features = [feat_s0, feat_s1, *features[2:]]
+        return {
+            "backbone_fpn": features,
+            "vision_pos_enc": positions,
+            "vision_features": features[-1],
+        }

@@ -1,0 +1,144 @@
+"""The parity harness: the official PyTorch SAM 2 (`sam2` package) as a test oracle.
+
+Builds a reference model for a variant and image size, re-randomizes *every* parameter and
+buffer with a fixed seed (so nothing initialised to 0 or 1e-6, such as position embeddings,
+layer scales or no-object embeddings, can hide a bug), and converts its state_dict with our
+converter.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from sam2_jax.config import get_config
+from sam2_jax.convert import state_dict_to_params
+from sam2_jax.modeling.sam2_base import SAM2
+
+ALL_VARIANTS = [
+    "sam2_hiera_t",
+    "sam2_hiera_s",
+    "sam2_hiera_b+",
+    "sam2_hiera_l",
+    "sam2.1_hiera_t",
+    "sam2.1_hiera_s",
+    "sam2.1_hiera_b+",
+    "sam2.1_hiera_l",
+]
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def reference_config_file(name: str) -> str:
+    family = "sam2.1" if name.startswith("sam2.1") else "sam2"
+    return f"configs/{family}/{name}.yaml"
+
+
+def build_reference(name: str, image_size: int = 1024, *, video: bool = False, seed: int = 0):
+    """A reference SAM2Base (or SAM2VideoPredictor) on CPU in eval mode, re-randomized."""
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+
+    builder = build_sam2_video_predictor if video else build_sam2
+    overrides = [f"++model.image_size={image_size}"] if image_size != 1024 else []
+    model = builder(
+        reference_config_file(name), None, device="cpu", hydra_overrides_extra=overrides
+    )
+    rerandomize(model, seed)
+    return model.eval()
+
+
+@torch.no_grad()
+def rerandomize(model: torch.nn.Module, seed: int) -> None:
+    """Gives every parameter and buffer a random value of a realistic scale.
+
+    Weights: N(0, 1/fan_in); norm scales and layer scales: U(0.5, 1.5); biases: N(0, 0.05^2);
+    embeddings, position embeddings and the prompt encoder's Gaussian matrix: N(0, 0.5^2)
+    (N(0, 1) for the Gaussian matrix, as it is drawn at init).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in named:
+        if not tensor.is_floating_point():
+            continue
+        leaf = name.split(".")[-1]
+        shape = tensor.shape
+        if "positional_encoding_gaussian_matrix" in name:
+            value = torch.randn(shape, generator=gen)
+        elif leaf == "gamma" or (leaf == "weight" and tensor.ndim == 1):
+            value = torch.rand(shape, generator=gen) + 0.5
+        elif leaf == "bias":
+            value = torch.randn(shape, generator=gen) * 0.05
+        elif leaf == "weight" and tensor.ndim >= 2 and "embed" not in name and "token" not in name:
+            fan_in = math.prod(shape[1:])
+            value = torch.randn(shape, generator=gen) / math.sqrt(fan_in)
+        else:  # embeddings, tokens, pos embeds, no-object / no-memory embeddings, tpos enc
+            value = torch.randn(shape, generator=gen) * 0.5
+        tensor.copy_(value.to(tensor.dtype))
+
+
+def numpy_state_dict(model: torch.nn.Module, prefixes: tuple[str, ...] = ("",)) -> dict:
+    return {
+        k: v.detach().cpu().float().numpy()
+        for k, v in model.state_dict().items()
+        if k.startswith(prefixes)
+    }
+
+
+IMAGE_PATH_PREFIXES = ("image_encoder.", "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1.")
+
+
+@functools.lru_cache(maxsize=4)
+def image_path_model(name: str, image_size: int) -> tuple[SAM2, dict]:
+    """Our SAM2 module and the expected param shapes of its image path."""
+    model = SAM2(get_config(name, image_size=image_size))
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), dummy, method=SAM2.forward_image)
+    )["params"]
+    return model, shapes
+
+
+def convert_image_path(torch_model: torch.nn.Module, name: str, image_size: int):
+    """Converts the reference's image-encoder weights; returns (our module, variables)."""
+    model, shapes = image_path_model(name, image_size)
+    params = state_dict_to_params(numpy_state_dict(torch_model, IMAGE_PATH_PREFIXES), shapes)
+    return model, {"params": params}
+
+
+def load_image(name: str, size: int) -> np.ndarray:
+    """A real sample image, resized to (size, size), as uint8 (H, W, 3). Skips if absent."""
+    import pytest
+    from PIL import Image
+
+    path = SHARED_DATA / "images" / name
+    if not path.exists():
+        pytest.skip(f"sample data not found at {path}")
+    return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+def normalize(image_uint8: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) float32 ImageNet-normalized."""
+    return ((image_uint8.astype(np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(x), -1, -3)))
+
+
+def nhwc(t: torch.Tensor) -> np.ndarray:
+    return np.moveaxis(t.detach().float().numpy(), -3, -1)
+
+
+def relative_max_error(ours, reference) -> float:
+    """max |ours - ref| / max |ref|."""
+    ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+    assert ours.shape == reference.shape, (ours.shape, reference.shape)
+    return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
