@@ -82,3 +82,4 @@ MASK_DECODER_RULES: list[Rule] = [
 ]
 
 RULES: list[Rule] = [*IMAGE_ENCODER_RULES, *MASK_DECODER_RULES]
+# Components add their rules in their own table_*.py modules, appended here.

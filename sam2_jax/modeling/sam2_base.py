@@ -50,3 +50,20 @@ class SAM2(nn.Module):
             "vision_pos_enc": positions,
             "vision_features": features[-1],
         }
+
+    def initialize_all(self, images: jax.Array) -> None:
+        """Touches every submodule and parameter once, so `init` with this method creates the
+        complete params tree (all keys of a reference checkpoint). Each component extends it."""
+        self.forward_image(images)
+
+
+def init_params(model: SAM2, rng: jax.Array) -> dict:
+    """Random params for the whole model (the `params` collection)."""
+    size = model.config.image_size
+    images = jnp.zeros((1, size, size, 3), jnp.float32)
+    return model.init(rng, images, method=SAM2.initialize_all)["params"]
+
+
+def param_shapes(model: SAM2) -> dict:
+    """The params tree as ShapeDtypeStructs, without computing anything."""
+    return jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
