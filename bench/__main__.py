@@ -1,0 +1,36 @@
+"""`python -m bench [--only NAME] [--repeats N]`: every benchmark, ours vs the reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from bench import image_encoder
+
+BENCHMARKS = {
+    "image_encoder": lambda repeats: [
+        image_encoder.run(variant, 1024, repeats)
+        for variant in ("sam2.1_hiera_t", "sam2.1_hiera_b+")
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())  # the reference uses all cores, as JAX does
+    results = {}
+    for name in args.only or sorted(BENCHMARKS):
+        results[name] = BENCHMARKS[name](args.repeats)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
