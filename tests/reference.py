@@ -103,13 +103,27 @@ def image_path_model(name: str, image_size: int) -> tuple[SAM2, dict]:
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), dummy, method=SAM2.forward_image)
     )["params"]
+    # Params created in setup() for other stages may appear too; keep the image path only.
+    decoder = shapes["sam_mask_decoder"]
+    shapes = {
+        "image_encoder": shapes["image_encoder"],
+        "sam_mask_decoder": {"conv_s0": decoder["conv_s0"], "conv_s1": decoder["conv_s1"]},
+    }
     return model, shapes
 
 
 def convert_image_path(torch_model: torch.nn.Module, name: str, image_size: int):
     """Converts the reference's image-encoder weights; returns (our module, variables)."""
     model, shapes = image_path_model(name, image_size)
-    params = state_dict_to_params(numpy_state_dict(torch_model, IMAGE_PATH_PREFIXES), shapes)
+    converted = state_dict_to_params(numpy_state_dict(torch_model, IMAGE_PATH_PREFIXES), shapes)
+    # Whatever else setup() declares gets random values: forward_image does not read it.
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    params = jax.jit(model.init, static_argnames="method")(
+        jax.random.key(0), dummy, method=SAM2.forward_image
+    )["params"]
+    params = dict(params)
+    params["image_encoder"] = converted["image_encoder"]
+    params["sam_mask_decoder"] = {**params["sam_mask_decoder"], **converted["sam_mask_decoder"]}
     return model, {"params": params}
 
 
