@@ -1,0 +1,306 @@
+"""The video memory bank as a fixed-size pytree, and the reference's memory-selection rules.
+
+The reference keeps every tracked frame's memory in growing Python dicts and picks, per frame,
+which ones to attend to. Here the bank has a fixed shape, so the frame loop is one
+`jax.lax.scan` whose device footprint does not grow with the video:
+
+- conditioning slots (frames that carry user prompts): `K` slots per object;
+- a ring of the most recent non-conditioning spatial memories (`num_maskmem - 1` = 6 slots);
+- a ring of the most recent non-conditioning object pointers (`max_obj_ptrs - 1` = 15 slots).
+
+Every slot records the frame it came from and a validity flag. Which slots a frame attends
+to, and with which temporal encodings, is derived from `(current frame - slot frame)` and the
+tracking direction (`select_memories`), giving exactly the reference's selection: a slot is
+used iff the reference would have found that frame's output in its dicts.
+
+Leading axis B everywhere = objects (each tracked independently, as the reference does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+NO_FRAME = -(2**30)  # frame index stored in empty slots; far from any real frame
+
+
+@flax.struct.dataclass
+class MemoryBank:
+    """Fixed-size memory state for B objects.
+
+    Attributes:
+      cond_features: (B, K, HW, mem_dim) spatial memories of conditioning frames.
+      cond_obj_ptr: (B, K, C) their object pointers.
+      cond_frame: (B, K) int32 frame index of each conditioning slot.
+      cond_valid: (B, K) bool.
+      recent_features: (B, R, HW, mem_dim) spatial memories of recent non-conditioning frames.
+      recent_frame: (B, R) int32.
+      recent_valid: (B, R) bool.
+      ptr: (B, P, C) object pointers of recent non-conditioning frames.
+      ptr_frame: (B, P) int32.
+      ptr_valid: (B, P) bool.
+    """
+
+    cond_features: jax.Array
+    cond_obj_ptr: jax.Array
+    cond_frame: jax.Array
+    cond_valid: jax.Array
+    recent_features: jax.Array
+    recent_frame: jax.Array
+    recent_valid: jax.Array
+    ptr: jax.Array
+    ptr_frame: jax.Array
+    ptr_valid: jax.Array
+
+    @property
+    def num_objects(self) -> int:
+        return self.cond_valid.shape[0]
+
+    @property
+    def cond_capacity(self) -> int:
+        return self.cond_valid.shape[1]
+
+
+def empty_bank(
+    num_objects: int,
+    num_tokens: int,
+    *,
+    mem_dim: int = 64,
+    hidden_dim: int = 256,
+    cond_capacity: int = 4,
+    num_recent: int = 6,
+    num_ptrs: int = 15,
+    dtype: jnp.dtype = jnp.bfloat16,
+) -> MemoryBank:
+    """An empty bank. Spatial memories are stored in bfloat16 by default, as the reference
+    stores them in its video predictor; pointers stay float32."""
+    b = num_objects
+
+    def frames(n):
+        return jnp.full((b, n), NO_FRAME, jnp.int32)
+
+    return MemoryBank(
+        cond_features=jnp.zeros((b, cond_capacity, num_tokens, mem_dim), dtype),
+        cond_obj_ptr=jnp.zeros((b, cond_capacity, hidden_dim), jnp.float32),
+        cond_frame=frames(cond_capacity),
+        cond_valid=jnp.zeros((b, cond_capacity), bool),
+        recent_features=jnp.zeros((b, num_recent, num_tokens, mem_dim), dtype),
+        recent_frame=frames(num_recent),
+        recent_valid=jnp.zeros((b, num_recent), bool),
+        ptr=jnp.zeros((b, num_ptrs, hidden_dim), jnp.float32),
+        ptr_frame=frames(num_ptrs),
+        ptr_valid=jnp.zeros((b, num_ptrs), bool),
+    )
+
+
+@flax.struct.dataclass
+class MemorySelection:
+    """Which bank slots a frame attends to, and their temporal encodings.
+
+    Attributes:
+      cond_mem_valid: (B, K) bool, conditioning memories used (all stored ones).
+      recent_mem_valid: (B, R) bool, recent memories within num_maskmem - 1 frames.
+      recent_tpos_index: (B, R) int32 row of `maskmem_tpos_enc` for each recent slot
+        (conditioning slots always use row num_maskmem - 1).
+      cond_ptr_valid: (B, K) bool, conditioning pointers used (past-only at eval).
+      cond_ptr_pos: (B, K) float32 temporal position of each conditioning pointer.
+      recent_ptr_valid: (B, P) bool.
+      recent_ptr_pos: (B, P) float32.
+      max_ptrs: int, min(num_frames, max_obj_ptrs_in_encoder); positions are divided by
+        max_ptrs - 1 before the sine encoding.
+    """
+
+    cond_mem_valid: jax.Array
+    recent_mem_valid: jax.Array
+    recent_tpos_index: jax.Array
+    cond_ptr_valid: jax.Array
+    cond_ptr_pos: jax.Array
+    recent_ptr_valid: jax.Array
+    recent_ptr_pos: jax.Array
+    max_ptrs: int = flax.struct.field(pytree_node=False)
+
+
+def select_memories(
+    bank: MemoryBank,
+    frame_idx: jax.Array,
+    *,
+    reverse: bool | jax.Array,
+    num_frames: int,
+    num_maskmem: int = 7,
+    max_obj_ptrs_in_encoder: int = 16,
+    signed_ptr_pos: bool = True,
+    training: bool = False,
+) -> MemorySelection:
+    """The reference's `_prepare_memory_conditioned_features` selection, on fixed arrays.
+
+    Args:
+      bank: the memory state.
+      frame_idx: () int32, the frame being tracked.
+      reverse: tracking direction (static or traced bool).
+      num_frames: length of the video (static): bounds the pointer window.
+      signed_ptr_pos: SAM 2.1 uses signed conditioning-pointer distances; SAM 2.0 absolute.
+      training: at eval only conditioning pointers from the past (in tracking order) are used.
+    """
+    sign = jnp.where(reverse, -1, 1).astype(jnp.int32)
+    frame_idx = jnp.asarray(frame_idx, jnp.int32)
+
+    # Recent memories: the reference looks up exactly frames t -/+ 1 .. num_maskmem - 1.
+    recent_dist = (frame_idx - bank.recent_frame) * sign  # (B, R), > 0 means behind us
+    recent_valid = bank.recent_valid & (recent_dist >= 1) & (recent_dist <= num_maskmem - 1)
+    # t_pos = num_maskmem - dist; tpos row = num_maskmem - t_pos - 1 = dist - 1.
+    recent_tpos_index = jnp.clip(recent_dist - 1, 0, num_maskmem - 1)
+
+    # Conditioning pointers: signed (or absolute) distance; at eval only those not ahead.
+    cond_delta = (frame_idx - bank.cond_frame) * sign
+    cond_ptr_valid = bank.cond_valid
+    if not training:
+        cond_ptr_valid = cond_ptr_valid & (cond_delta >= 0)
+    cond_ptr_pos = cond_delta if signed_ptr_pos else jnp.abs(frame_idx - bank.cond_frame)
+
+    # Recent pointers: frames t -/+ 1 .. max_ptrs - 1, inside the video.
+    max_ptrs = min(num_frames, max_obj_ptrs_in_encoder)
+    ptr_dist = (frame_idx - bank.ptr_frame) * sign
+    ptr_valid = (
+        bank.ptr_valid
+        & (ptr_dist >= 1)
+        & (ptr_dist <= max_ptrs - 1)
+        & (bank.ptr_frame >= 0)
+        & (bank.ptr_frame < num_frames)
+    )
+    return MemorySelection(
+        cond_mem_valid=bank.cond_valid,
+        recent_mem_valid=recent_valid,
+        recent_tpos_index=recent_tpos_index.astype(jnp.int32),
+        cond_ptr_valid=cond_ptr_valid,
+        cond_ptr_pos=cond_ptr_pos.astype(jnp.float32),
+        recent_ptr_valid=ptr_valid,
+        recent_ptr_pos=ptr_dist.astype(jnp.float32),
+        max_ptrs=max_ptrs,
+    )
+
+
+def has_conditioning(bank: MemoryBank) -> jax.Array:
+    """(B,) bool: whether each object already has a conditioning memory."""
+    return bank.cond_valid.any(axis=1)
+
+
+def _write_slot(values: jax.Array, slot: jax.Array, new: jax.Array, enable: jax.Array):
+    """values (B, S, ...) with values[b, slot[b]] = new[b] where enable[b]."""
+    b = values.shape[0]
+    current = values[jnp.arange(b), slot]
+    new = jnp.where(enable.reshape((b,) + (1,) * (new.ndim - 1)), new.astype(values.dtype), current)
+    return values.at[jnp.arange(b), slot].set(new)
+
+
+def write_conditioning(
+    bank: MemoryBank,
+    frame_idx: jax.Array,
+    features: jax.Array,
+    obj_ptr: jax.Array,
+    enable: jax.Array,
+) -> tuple[MemoryBank, jax.Array]:
+    """Stores a conditioning frame's memory (per object where `enable`).
+
+    A frame already in the bank is overwritten (re-prompting a frame); otherwise the first
+    free slot is used. Any non-conditioning entry for the same frame is invalidated, as the
+    reference moves a frame from its non-conditioning to its conditioning outputs.
+
+    Args:
+      frame_idx: () int32.
+      features: (B, HW, mem_dim); obj_ptr: (B, C); enable: (B,) bool.
+
+    Returns:
+      the new bank and (B,) bool `overflow`: objects whose K slots were all taken by other
+      frames (their write was dropped; callers must raise a clear error).
+    """
+    frame_idx = jnp.asarray(frame_idx, jnp.int32)
+    same = bank.cond_valid & (bank.cond_frame == frame_idx)  # (B, K)
+    free = ~bank.cond_valid
+    slot = jnp.where(same.any(1), jnp.argmax(same, 1), jnp.argmax(free, 1))
+    overflow = enable & ~same.any(1) & ~free.any(1)
+    enable = enable & ~overflow
+    bank = bank.replace(
+        cond_features=_write_slot(bank.cond_features, slot, features, enable),
+        cond_obj_ptr=_write_slot(bank.cond_obj_ptr, slot, obj_ptr, enable),
+        cond_frame=_write_slot(
+            bank.cond_frame, slot, jnp.broadcast_to(frame_idx, slot.shape), enable
+        ),
+        cond_valid=_write_slot(bank.cond_valid, slot, jnp.ones_like(enable), enable),
+    )
+    # The frame is conditioning now: drop it from the recent rings.
+    in_recent = (bank.recent_frame == frame_idx) & enable[:, None]
+    in_ptr = (bank.ptr_frame == frame_idx) & enable[:, None]
+    bank = bank.replace(
+        recent_valid=bank.recent_valid & ~in_recent, ptr_valid=bank.ptr_valid & ~in_ptr
+    )
+    return bank, overflow
+
+
+def _ring_slot(frames: jax.Array, valid: jax.Array, frame_idx: jax.Array) -> jax.Array:
+    """(B,) slot for frame_idx: its own slot if present, else a free one, else the oldest.
+
+    "Oldest" is the entry written longest ago; entries are written in tracking order, so it is
+    the one farthest from the current frame.
+    """
+    same = valid & (frames == frame_idx)
+    free = ~valid
+    distance = jnp.where(valid, jnp.abs(frames - frame_idx), -1)
+    return jnp.where(
+        same.any(1),
+        jnp.argmax(same, 1),
+        jnp.where(free.any(1), jnp.argmax(free, 1), jnp.argmax(distance, 1)),
+    )
+
+
+def write_recent(
+    bank: MemoryBank,
+    frame_idx: jax.Array,
+    features: jax.Array,
+    obj_ptr: jax.Array,
+    enable: jax.Array,
+) -> MemoryBank:
+    """Stores a non-conditioning frame's memory and pointer in the recent rings.
+
+    Args:
+      frame_idx: () int32; features: (B, HW, mem_dim); obj_ptr: (B, C); enable: (B,) bool.
+    """
+    frame_idx = jnp.asarray(frame_idx, jnp.int32)
+    frame_b = jnp.broadcast_to(frame_idx, enable.shape)
+    mem_slot = _ring_slot(bank.recent_frame, bank.recent_valid, frame_idx)
+    ptr_slot = _ring_slot(bank.ptr_frame, bank.ptr_valid, frame_idx)
+    return bank.replace(
+        recent_features=_write_slot(bank.recent_features, mem_slot, features, enable),
+        recent_frame=_write_slot(bank.recent_frame, mem_slot, frame_b, enable),
+        recent_valid=_write_slot(bank.recent_valid, mem_slot, jnp.ones_like(enable), enable),
+        ptr=_write_slot(bank.ptr, ptr_slot, obj_ptr, enable),
+        ptr_frame=_write_slot(bank.ptr_frame, ptr_slot, frame_b, enable),
+        ptr_valid=_write_slot(bank.ptr_valid, ptr_slot, jnp.ones_like(enable), enable),
+    )
+
+
+# The write rule: (bank, frame_idx, features, obj_ptr, is_conditioning (B,), enable (B,)) ->
+# (bank, overflow). Research variants (strided memory, quality-gated writes, ...) replace it.
+WriteRule = Callable[
+    [MemoryBank, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array],
+    tuple[MemoryBank, jax.Array],
+]
+
+
+def reference_write_rule(
+    bank: MemoryBank,
+    frame_idx: jax.Array,
+    features: jax.Array,
+    obj_ptr: jax.Array,
+    is_conditioning: jax.Array,
+    enable: jax.Array,
+) -> tuple[MemoryBank, jax.Array]:
+    """The reference's rule: prompted frames become conditioning memories, every other tracked
+    frame a recent one."""
+    bank, overflow = write_conditioning(
+        bank, frame_idx, features, obj_ptr, enable & is_conditioning
+    )
+    bank = write_recent(bank, frame_idx, features, obj_ptr, enable & ~is_conditioning)
+    return bank, overflow
