@@ -18,10 +18,17 @@ import jax.numpy as jnp
 _BLOCKED_MIN_TOKENS = 2048
 _QUERY_BLOCK = 512
 _KEY_BLOCK = 1024
+_MASKED_SCORE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
 def dot_product_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, *, key_mask: jax.Array | None = None
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    key_mask: jax.Array | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
 ) -> jax.Array:
     """softmax(q k^T / sqrt(D)) v, computed in float32.
 
@@ -29,21 +36,58 @@ def dot_product_attention(
       q: (B, Nq, H, D) queries.
       k: (B, Nk, H, D) keys.
       v: (B, Nk, H, Dv) values.
-      key_mask: optional (B, Nk) bool, False for keys that must not be attended (padding).
+      key_mask: optional (B, Nk) or (1, Nk) bool, False for keys that must not be attended
+        (padding). A query whose keys are all masked gets a zero output.
+      dropout_rate: dropout on the attention probabilities (after normalization, as torch's
+        `scaled_dot_product_attention(dropout_p=...)`); applied only when `dropout_rng` is given.
+      dropout_rng: PRNG key for that dropout; None means deterministic.
 
     Returns:
       (B, Nq, H, Dv) in q's dtype.
     """
     dtype = q.dtype
     q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
-    nq, nk = q.shape[1], k.shape[1]
+    b, nq, nk = q.shape[0], q.shape[1], k.shape[1]
+    if key_mask is not None:
+        key_mask = jnp.broadcast_to(key_mask.astype(bool), (b, nk))
+    if dropout_rng is None or dropout_rate == 0.0:
+        dropout_rate, dropout_rng = 0.0, None
     on_cpu = jax.default_backend() == "cpu"
     if on_cpu and min(nq, nk) >= _BLOCKED_MIN_TOKENS:
-        out = _blocked_attention(q, k, v, key_mask)
+        out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
+    elif dropout_rng is not None:
+        out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
     else:
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Nk)
         out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    if key_mask is not None:
+        # the fused path averages all values when every key is masked; make that a zero
+        out = jnp.where(key_mask.any(axis=1)[:, None, None, None], out, 0.0)
     return out.astype(dtype)
+
+
+def _dropout_keep(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
+    """Inverted-dropout multiplier: 0 or 1/(1-rate)."""
+    keep = jax.random.bernoulli(rng, 1.0 - rate, shape)
+    return keep.astype(jnp.float32) / (1.0 - rate)
+
+
+def _plain_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    key_mask: jax.Array | None,
+    dropout_rate: float,
+    dropout_rng: jax.Array,
+) -> jax.Array:
+    """Materialized softmax with dropout on the probabilities; shapes as above."""
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q * (1.0 / math.sqrt(q.shape[-1])), k)
+    if key_mask is not None:
+        # a large finite negative keeps fully masked rows finite (their output is zeroed later)
+        scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 def _pad_axis1(x: jax.Array, multiple: int) -> jax.Array:
@@ -56,12 +100,25 @@ def _pad_axis1(x: jax.Array, multiple: int) -> jax.Array:
 
 
 def _blocked_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    key_mask: jax.Array | None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+    query_block: int = _QUERY_BLOCK,
+    key_block: int = _KEY_BLOCK,
 ) -> jax.Array:
-    """Online-softmax attention over (query block, key block) tiles; shapes as above."""
+    """Online-softmax attention over (query block, key block) tiles; shapes as above.
+
+    Key blocks whose keys are all masked (the empty slots of a fixed-size memory bank, and the
+    padding up to a whole block) are skipped: they would add exactly nothing. Dropout multiplies
+    the probabilities only where they meet the values, not the running sum, which is dropout
+    applied after normalization.
+    """
     b, nq, h, d = q.shape
     nk, dv = k.shape[1], v.shape[-1]
-    qb, kb = min(_QUERY_BLOCK, nq), min(_KEY_BLOCK, nk)
+    qb, kb = min(query_block, nq), min(key_block, nk)
     valid = jnp.ones((b, nk), bool) if key_mask is None else key_mask
     q = _pad_axis1(q * (1.0 / math.sqrt(d)), qb)
     k, v, valid = _pad_axis1(k, kb), _pad_axis1(v, kb), _pad_axis1(valid, kb)
@@ -72,10 +129,12 @@ def _blocked_attention(
     v_blocks = v.reshape(b, n_kblocks, kb, h, dv).transpose(1, 0, 2, 3, 4)
     valid_blocks = valid.reshape(b, n_kblocks, kb).transpose(1, 0, 2)
 
-    def one_query_block(q_blk):  # (B, qb, H, D)
-        def step(carry, kv):
+    def one_query_block(args):
+        q_blk, q_index = args  # (B, qb, H, D), ()
+
+        def tile(carry, kv):
             running_max, running_sum, acc = carry
-            k_blk, v_blk, valid_blk = kv
+            k_blk, v_blk, valid_blk, k_index = kv
             scores = jnp.einsum("bqhd,bkhd->bhqk", q_blk, k_blk)
             scores = jnp.where(valid_blk[:, None, None, :], scores, -jnp.inf)
             new_max = jnp.maximum(running_max, scores.max(axis=-1))  # (B, H, qb)
@@ -85,17 +144,26 @@ def _blocked_attention(
             )
             probs = jnp.exp(scores - safe_max[..., None])
             running_sum = running_sum * correction + probs.sum(axis=-1)
+            if dropout_rng is not None:
+                rng = jax.random.fold_in(dropout_rng, q_index * n_kblocks + k_index)
+                probs = probs * _dropout_keep(rng, dropout_rate, probs.shape)
             acc = acc * correction[..., None] + jnp.einsum("bhqk,bkhd->bhqd", probs, v_blk)
-            return (new_max, running_sum, acc), None
+            return new_max, running_sum, acc
+
+        def step(carry, kv):
+            carry = jax.lax.cond(kv[2].any(), tile, lambda c, _: c, carry, kv)
+            return carry, None
 
         init = (
             jnp.full((b, h, qb), -jnp.inf, jnp.float32),
             jnp.zeros((b, h, qb), jnp.float32),
             jnp.zeros((b, h, qb, dv), jnp.float32),
         )
-        (_, total, acc), _ = jax.lax.scan(step, init, (k_blocks, v_blocks, valid_blocks))
+        xs = (k_blocks, v_blocks, valid_blocks, jnp.arange(n_kblocks))
+        (_, total, acc), _ = jax.lax.scan(step, init, xs)
+        total = jnp.where(total > 0, total, 1.0)  # rows with no valid key: acc is 0
         return (acc / total[..., None]).transpose(0, 2, 1, 3)  # (B, qb, H, Dv)
 
-    out = jax.lax.map(one_query_block, q_blocks)  # (nqb, B, qb, H, Dv)
+    out = jax.lax.map(one_query_block, (q_blocks, jnp.arange(n_qblocks)))  # (nqb, B, qb, H, Dv)
     out = out.transpose(1, 0, 2, 3, 4).reshape(b, n_qblocks * qb, h, dv)
     return out[:, :nq]
