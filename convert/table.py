@@ -81,5 +81,8 @@ MASK_DECODER_RULES: list[Rule] = [
     *conv("sam_mask_decoder.conv_s1", "sam_mask_decoder/conv_s1"),
 ]
 
-RULES: list[Rule] = [*IMAGE_ENCODER_RULES, *MASK_DECODER_RULES]
-# Components add their rules in their own table_*.py modules, appended here.
+# Components add their rules in their own table_*.py modules, appended here. They import the
+# helpers above, so these imports come after them.
+from sam2_jax.convert.table_memory import MEMORY_RULES  # noqa: E402
+
+RULES: list[Rule] = [*IMAGE_ENCODER_RULES, *MASK_DECODER_RULES, *MEMORY_RULES]

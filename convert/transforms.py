@@ -28,3 +28,7 @@ CONV_TRANSPOSE = Transform(
 NCHW_PARAM = Transform(
     "nchw_param", lambda a: a[0].transpose(1, 2, 0), lambda a: a.transpose(2, 0, 1)[None]
 )
+# maskmem_tpos_enc (T, 1, 1, C) <-> (T, C)
+TPOS_ENC = Transform(
+    "tpos_enc", lambda a: a.reshape(a.shape[0], a.shape[-1]), lambda a: a[:, None, None, :]
+)

@@ -156,3 +156,37 @@ def relative_max_error(ours, reference) -> float:
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     assert ours.shape == reference.shape, (ours.shape, reference.shape)
     return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
+
+
+MEMORY_PREFIXES = (
+    "memory_encoder.",
+    "memory_attention.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_embed_spatial",
+    "obj_ptr_tpos_proj.",
+)
+
+
+@functools.lru_cache(maxsize=2)
+def cached_reference(name: str, image_size: int):
+    """`build_reference(name, image_size)`, built once per test session; do not modify it."""
+    return build_reference(name, image_size)
+
+
+@functools.lru_cache(maxsize=4)
+def memory_model(name: str, image_size: int) -> tuple[SAM2, dict]:
+    """Our SAM2 module and the expected param shapes of its memory path."""
+    model = SAM2(get_config(name, image_size=image_size))
+    init = functools.partial(model.init, method=SAM2.initialize_memory)
+    shapes = jax.eval_shape(init, jax.random.key(0))["params"]
+    prefixes = tuple(p.rstrip(".") for p in MEMORY_PREFIXES)
+    return model, {k: v for k, v in shapes.items() if k in prefixes}
+
+
+def convert_memory(torch_model: torch.nn.Module, name: str, image_size: int) -> dict:
+    """Converts the reference's memory-path weights strictly; returns the params tree
+    (`memory_encoder`, `memory_attention`, `maskmem_tpos_enc`, ...), usable with the standalone
+    `MemoryEncoder` / `MemoryAttention` modules via `{"params": params["memory_encoder"]}`."""
+    _, shapes = memory_model(name, image_size)
+    return state_dict_to_params(numpy_state_dict(torch_model, MEMORY_PREFIXES), shapes)
