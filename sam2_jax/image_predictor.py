@@ -1,0 +1,328 @@
+"""`SAM2ImagePredictor`: the reference's image predictor API on compiled JAX functions.
+
+Numpy in, numpy out, with the reference's method names, arguments and return shapes. The
+image is encoded once (`set_image`); each `predict` runs only the prompt encoder and mask
+decoder, compiled once per prompt layout (number of objects, of points, mask or not,
+multimask or not). Many prompts (objects) for one image run in one call, as the reference's
+"batched mode" does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam2_jax import transforms
+from sam2_jax.build import SAM2Model
+from sam2_jax.modeling.sam2_base import SAM2
+
+VALID_LABELS = (-1, 0, 1, 2, 3)  # -1 padding, 0 negative, 1 positive, 2/3 box corners
+
+
+@functools.partial(jax.jit, static_argnames="module")
+def _encode_images(module: SAM2, variables, images: jax.Array):
+    """(B, S, S, 3) normalized -> image_embed (B, h, w, C) (+ no_mem_embed), high-res feats."""
+
+    def encode(m: SAM2, x):
+        out = m.forward_image(x)
+        embed = out["backbone_fpn"][-1] + m.no_mem_embed.reshape(1, 1, 1, -1)
+        return embed, tuple(out["backbone_fpn"][:2])
+
+    return module.apply(variables, images, method=encode)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "multimask_output"))
+def _decode(
+    module: SAM2,
+    variables,
+    image_embed: jax.Array,
+    high_res: tuple[jax.Array, jax.Array],
+    coords: jax.Array | None,
+    labels: jax.Array | None,
+    mask_input: jax.Array | None,
+    multimask_output: bool,
+):
+    """Prompt encoder + mask decoder for N prompt sets on one image.
+
+    Args:
+      image_embed: (1, h, w, C); high_res: (1, 4h, 4w, 32), (1, 2h, 2w, 64).
+      coords: (N, P, 2) model-input pixels or None; labels: (N, P) or None.
+      mask_input: (N, 4h, 4w, 1) low-res logits or None.
+
+    Returns:
+      low-res mask logits (N, K, 4h, 4w) and IoU predictions (N, K).
+    """
+
+    def decode(m: SAM2):
+        sparse, dense = m.sam_prompt_encoder(coords, labels, mask_input)
+        n = sparse.shape[0]
+        low_res, iou, _, _ = m.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=m.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+            repeat_image=n > 1,
+            high_res_features=high_res,
+        )
+        return jnp.moveaxis(low_res, -1, 1), iou  # (N, 4h, 4w, K) -> (N, K, 4h, 4w)
+
+    return module.apply(variables, method=decode)
+
+
+class SAM2ImagePredictor:
+    """Encode an image once, then predict masks from clicks, boxes and masks interactively."""
+
+    def __init__(
+        self,
+        sam_model: SAM2Model,
+        mask_threshold: float = 0.0,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+    ) -> None:
+        """
+        Args:
+          sam_model: from `sam2_jax.build_sam2`.
+          mask_threshold: logits above it are foreground.
+          max_hole_area: fill background holes up to this area (low-res pixels) in the masks.
+          max_sprinkle_area: remove foreground specks up to this area.
+        """
+        self.model = sam_model
+        self.mask_threshold = mask_threshold
+        self.max_hole_area = max_hole_area
+        self.max_sprinkle_area = max_sprinkle_area
+        self.reset_predictor()
+
+    # ---------------------------------------------------------------- image encoding
+
+    @property
+    def resolution(self) -> int:
+        return self.model.config.image_size
+
+    def _encode(self, images: Sequence) -> None:
+        self.reset_predictor()
+        pixels = [transforms.as_rgb_uint8(image) for image in images]
+        self._orig_hw = [tuple(p.shape[:2]) for p in pixels]
+        batch = jnp.stack([transforms.preprocess(p, self.resolution) for p in pixels])
+        embed, high_res = _encode_images(self.model.module, self.model.variables, batch)
+        self._features = {"image_embed": embed, "high_res_feats": high_res}
+        self._is_image_set = True
+
+    def set_image(self, image) -> None:
+        """Encodes one image: (H, W, 3) uint8 RGB array or a PIL image (see
+        `transforms.as_rgb_uint8` for grayscale / RGBA handling)."""
+        self._encode([image])
+
+    def set_image_batch(self, image_list: list) -> None:
+        """Encodes several images (each (H, W, 3) uint8; sizes may differ) in one call."""
+        if not isinstance(image_list, list | tuple) or not image_list:
+            raise TypeError("set_image_batch expects a non-empty list of images")
+        self._encode(image_list)
+        self._is_batch = True
+
+    def get_image_embedding(self) -> np.ndarray:
+        """The image embedding (with the no-memory embedding added): (B, h, w, C), NHWC."""
+        self._require_image("to get an embedding")
+        return np.asarray(self._features["image_embed"])
+
+    def reset_predictor(self) -> None:
+        self._is_image_set = False
+        self._is_batch = False
+        self._features = None
+        self._orig_hw = None
+
+    def _require_image(self, what: str) -> None:
+        if not self._is_image_set:
+            raise RuntimeError(f"An image must be set with .set_image(...) {what}.")
+
+    # ---------------------------------------------------------------- prompts
+
+    def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords, img):
+        """Validates prompts and converts them to model-input units.
+
+        Returns (coords (N, P, 2) | None, labels (N, P) | None, mask (N, 4h, 4w, 1) | None).
+        """
+        orig_hw = self._orig_hw[img]
+        coords = labels = None
+        if point_coords is not None:
+            if point_labels is None:
+                raise ValueError("point_labels must be supplied if point_coords is supplied.")
+            coords = np.asarray(point_coords, np.float32)
+            labels = np.asarray(point_labels)
+            if coords.ndim == 2:
+                coords, labels = coords[None], labels[None]
+            if coords.ndim != 3 or coords.shape[-1] != 2:
+                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2), got {coords.shape}")
+            if labels.shape != coords.shape[:2]:
+                raise ValueError(
+                    f"point_labels shape {labels.shape} does not match point_coords "
+                    f"{coords.shape}: one label per point"
+                )
+            if not np.isin(labels, VALID_LABELS).all():
+                bad = sorted(set(np.unique(labels).tolist()) - set(VALID_LABELS))
+                raise ValueError(
+                    f"point labels must be 1 (positive), 0 (negative), 2/3 (box corners) or -1 "
+                    f"(padding); got {bad}"
+                )
+            _check_in_image(coords, orig_hw, normalize_coords, "point")
+            coords = transforms.transform_coords(coords, self.resolution, orig_hw, normalize_coords)
+            labels = labels.astype(np.int32)
+        if box is not None:
+            boxes = np.asarray(box, np.float32)
+            if boxes.shape[-1] != 4 or boxes.ndim not in (1, 2):
+                raise ValueError(f"box must be (4,) or (B, 4) as x0, y0, x1, y1; got {boxes.shape}")
+            corners = boxes.reshape(-1, 2, 2)
+            if (corners[:, 1] < corners[:, 0]).any():
+                raise ValueError(f"box corners must satisfy x0 <= x1 and y0 <= y1; got {box}")
+            _check_in_image(corners, orig_hw, normalize_coords, "box corner")
+            corners = transforms.transform_coords(
+                corners, self.resolution, orig_hw, normalize_coords
+            )
+            corner_labels = np.broadcast_to(np.array([[2, 3]], np.int32), corners.shape[:2])
+            if coords is None:
+                coords, labels = corners, corner_labels
+            else:
+                if coords.shape[0] != corners.shape[0]:
+                    if corners.shape[0] == 1:
+                        corners = np.repeat(corners, coords.shape[0], 0)
+                        corner_labels = np.repeat(corner_labels, coords.shape[0], 0)
+                    else:
+                        raise ValueError(
+                            f"{corners.shape[0]} boxes but {coords.shape[0]} point sets"
+                        )
+                # boxes come first, as the reference concatenates them
+                coords = np.concatenate([corners, coords], axis=1)
+                labels = np.concatenate([corner_labels, labels], axis=1)
+        mask = None
+        if mask_input is not None:
+            mask = np.asarray(mask_input, np.float32)
+            if mask.ndim == 3:
+                mask = mask[None]
+            side = 4 * self.model.config.embedding_size
+            if mask.ndim != 4 or mask.shape[1:] != (1, side, side):
+                raise ValueError(
+                    f"mask_input must be (1, {side}, {side}) or (B, 1, {side}, {side}) low-res "
+                    f"logits (e.g. a previous call's third output); got {mask.shape}"
+                )
+            mask = np.moveaxis(mask, 1, -1)  # (B, 1, H, W) -> (B, H, W, 1)
+            if coords is not None and mask.shape[0] != coords.shape[0]:
+                raise ValueError(f"{mask.shape[0]} masks but {coords.shape[0]} point sets")
+        return coords, labels, mask
+
+    def _predict(self, coords, labels, mask, multimask_output, return_logits, img):
+        feats = self._features
+        embed = feats["image_embed"][img : img + 1]
+        high_res = tuple(f[img : img + 1] for f in feats["high_res_feats"])
+        low_res, iou = _decode(
+            self.model.module,
+            self.model.variables,
+            embed,
+            high_res,
+            coords,
+            labels,
+            mask,
+            bool(multimask_output),
+        )
+        low_res = np.asarray(low_res)
+        if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
+            processed = transforms.fill_holes_and_remove_sprinkles(
+                low_res, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
+            )
+        else:
+            processed = low_res
+        masks = np.asarray(transforms.upsample_masks(processed, self._orig_hw[img]))
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, np.asarray(iou), np.clip(low_res, -32.0, 32.0)
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicts masks for the image set with `set_image`.
+
+        Args:
+          point_coords: (N, 2) or (B, N, 2) x, y in image pixels (or [0, 1] with
+            normalize_coords=False); B prompt sets (objects) run in one call.
+          point_labels: (N,) or (B, N): 1 positive, 0 negative (2/3 box corners, -1 padding).
+          box: (4,) or (B, 4) x0, y0, x1, y1.
+          mask_input: (1, 256, 256) or (B, 1, 256, 256) low-res logits from a previous call.
+          multimask_output: three candidate masks instead of one.
+          return_logits: return mask logits instead of booleans.
+          normalize_coords: coordinates are in image pixels (True) or already in [0, 1].
+
+        Returns:
+          masks (C, H, W) (or (B, C, H, W)), IoU predictions (C,) (or (B, C)) and low-res
+          logits (C, 256, 256) (or (B, C, 256, 256)) clamped to [-32, 32]; C = 3 or 1.
+        """
+        self._require_image("before mask prediction")
+        if self._is_batch and len(self._orig_hw) > 1:
+            raise RuntimeError("several images are set: use predict_batch(...)")
+        return self._predict_one(
+            0, point_coords, point_labels, box, mask_input, multimask_output, return_logits,
+            normalize_coords,
+        )  # fmt: skip
+
+    def _predict_one(
+        self, img, point_coords, point_labels, box, mask_input, multimask, logits, normalize
+    ):
+        coords, labels, mask = self._prep_prompts(
+            point_coords, point_labels, box, mask_input, normalize, img
+        )
+        masks, iou, low_res = self._predict(coords, labels, mask, multimask, logits, img)
+        squeeze = lambda a: a[0] if a.shape[0] == 1 else a  # as the reference's squeeze(0)
+        return squeeze(masks), squeeze(iou), squeeze(low_res)
+
+    def predict_batch(
+        self,
+        point_coords_batch: list | None = None,
+        point_labels_batch: list | None = None,
+        box_batch: list | None = None,
+        mask_input_batch: list | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """`predict` for every image of `set_image_batch`; per-image prompt lists."""
+        self._require_image("before mask prediction")
+        if not self._is_batch:
+            raise RuntimeError("predict_batch needs images set with set_image_batch(...)")
+        results = ([], [], [])
+        for img in range(len(self._orig_hw)):
+            pick = lambda batch, i=img: None if batch is None else batch[i]
+            outputs = self._predict_one(
+                img,
+                pick(point_coords_batch),
+                pick(point_labels_batch),
+                pick(box_batch),
+                pick(mask_input_batch),
+                multimask_output,
+                return_logits,
+                normalize_coords,
+            )
+            for store, value in zip(results, outputs, strict=True):
+                store.append(value)
+        return results
+
+
+def _check_in_image(points: np.ndarray, orig_hw, normalized_input: bool, what: str) -> None:
+    """Raises if any (x, y) lies outside the image (pixels) or outside [0, 1]."""
+    if normalized_input:
+        h, w = orig_hw
+        limit, unit = np.array([w, h], np.float32), f"image of width {w} and height {h}"
+    else:
+        limit, unit = np.ones(2, np.float32), "[0, 1] (normalize_coords=False)"
+    flat = points.reshape(-1, 2)
+    outside = (flat < 0).any(1) | (flat > limit).any(1) | ~np.isfinite(flat).all(1)
+    if outside.any():
+        raise ValueError(f"{what} {flat[outside][0].tolist()} lies outside the {unit}")
