@@ -22,9 +22,21 @@ def _scaled_masks(rng, b, size):
     return (20.0 / (1.0 + np.exp(-logits)) - 10.0).astype(np.float32)
 
 
-def _compare(image_size: int, batch: int, seed: int) -> dict[str, float]:
-    torch_model = ref.cached_reference(NAME, image_size)
-    params = ref.convert_memory(torch_model, NAME, image_size)
+@pytest.fixture(scope="module")
+def torch_model():
+    # Built at 256; its memory encoder takes any input size (1024-pixel masks included).
+    return ref.cached_reference(NAME, 256)
+
+
+@pytest.fixture(scope="module")
+def variables(torch_model):
+    return {"params": ref.convert_memory(torch_model, NAME, 256)["memory_encoder"]}
+
+
+_encode = jax.jit(MemoryEncoder().apply)
+
+
+def _compare(torch_model, variables, image_size: int, batch: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     side = image_size // 16
     pix_feat = rng.standard_normal((batch, side, side, 256)).astype(np.float32)
@@ -33,9 +45,7 @@ def _compare(image_size: int, batch: int, seed: int) -> dict[str, float]:
         expected = torch_model.memory_encoder(
             ref.nchw(pix_feat), ref.nchw(masks), skip_mask_sigmoid=True
         )
-    features, pos = jax.jit(MemoryEncoder().apply)(
-        {"params": params["memory_encoder"]}, pix_feat, masks
-    )
+    features, pos = _encode(variables, pix_feat, masks)
     assert features.shape == pos.shape == (batch, side, side, 64)
     return {
         "features": ref.relative_max_error(features, ref.nhwc(expected["vision_features"])),
@@ -43,24 +53,22 @@ def _compare(image_size: int, batch: int, seed: int) -> dict[str, float]:
     }
 
 
-def test_memory_encoder_matches_reference_at_256():
-    errors = _compare(256, batch=2, seed=0)
+def test_memory_encoder_matches_reference_at_256(torch_model, variables):
+    errors = _compare(torch_model, variables, 256, batch=2, seed=0)
     print(f"memory encoder @256 relative errors: {errors}")
     assert max(errors.values()) <= TOLERANCE, errors
 
 
 @pytest.mark.full_size
-def test_memory_encoder_matches_reference_at_1024():
-    errors = _compare(1024, batch=1, seed=1)
+def test_memory_encoder_matches_reference_at_1024(torch_model, variables):
+    errors = _compare(torch_model, variables, 1024, batch=1, seed=1)
     print(f"memory encoder @1024 relative errors: {errors}")
     assert max(errors.values()) <= TOLERANCE, errors
 
 
-def test_mask_downsampler_padding_matches_torch_at_the_borders():
-    """Explicit symmetric padding (not SAME): a mask that is nonzero only in the last row/column
+def test_mask_downsampler_padding_matches_torch_at_the_borders(torch_model, variables):
+    """Explicit symmetric padding (not SAME): a mask that is on only in the last row/column
     must reach the output exactly as in the reference."""
-    torch_model = ref.cached_reference(NAME, 256)
-    params = ref.convert_memory(torch_model, NAME, 256)
     masks = np.full((1, 256, 256, 1), -10.0, np.float32)
     masks[:, -1, :] = masks[:, :, -1] = 10.0
     pix_feat = np.zeros((1, 16, 16, 256), np.float32)
@@ -68,7 +76,7 @@ def test_mask_downsampler_padding_matches_torch_at_the_borders():
         expected = torch_model.memory_encoder(
             ref.nchw(pix_feat), ref.nchw(masks), skip_mask_sigmoid=True
         )["vision_features"]
-    features, _ = MemoryEncoder().apply({"params": params["memory_encoder"]}, pix_feat, masks)
+    features, _ = _encode(variables, pix_feat, masks)
     assert ref.relative_max_error(features, ref.nhwc(expected)) <= TOLERANCE
 
 
@@ -76,7 +84,7 @@ def test_mask_downsampler_padding_matches_torch_at_the_borders():
 def test_every_memory_key_converts_and_exports_back(name):
     """Strict both ways: every reference key under the memory prefixes fills exactly one leaf of
     SAM2's memory params (2.1 has no_obj_embed_spatial and obj_ptr_tpos_proj, 2.0 not)."""
-    torch_model = ref.build_reference(name, 64)
+    torch_model = ref.cached_reference(name, 256) if name == NAME else ref.build_reference(name, 64)
     state_dict = ref.numpy_state_dict(torch_model, ref.MEMORY_PREFIXES)
     _, shapes = ref.memory_model(name, 64)
     params = state_dict_to_params(state_dict, shapes)
