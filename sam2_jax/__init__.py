@@ -1,7 +1,8 @@
 """sam2_jax: SAM 2 (Segment Anything in Images and Videos) in JAX/Flax."""
 
+from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.config import CONFIGS, ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2
 
-__all__ = ["CONFIGS", "SAM2", "ModelConfig", "get_config"]
+__all__ = ["CONFIGS", "SAM2", "ModelConfig", "SAM2Model", "build_sam2", "get_config"]
 __version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""`build_sam2`: a model config, the Flax module and its params, from any checkpoint or none."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+
+from sam2_jax.config import ModelConfig, get_config
+from sam2_jax.modeling.sam2_base import SAM2, init_params
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SAM2Model:
+    """A ready-to-apply SAM 2: `model.module.apply(model.variables, ..., method=SAM2.<stage>)`.
+
+    Attributes:
+      config: the variant and input size.
+      module: the (stateless) Flax module.
+      params: the params tree (without the outer 'params' key), leaves as jax.Arrays.
+      random_weights: True when no checkpoint was given and params are a random init.
+      checkpoint: the path the weights were read from (None for a random init).
+    """
+
+    config: ModelConfig
+    module: SAM2
+    params: dict[str, Any]
+    random_weights: bool = False
+    checkpoint: str | None = None
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """`{"params": params}`, what `module.apply` takes."""
+        return {"params": self.params}
+
+
+def build_sam2(
+    config_name: str | None,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> SAM2Model:
+    """Builds SAM 2 with weights from a checkpoint, or randomly initialised without one.
+
+    Args:
+      config_name: a variant name (`sam2.1_hiera_t`, `sam2.1_hiera_tiny`, ...). May be None
+        with a checkpoint: then a converted directory's recorded variant, or the released
+        variant whose trunk the weights match.
+      checkpoint: None (random init), a reference `.pt` file, a Hugging Face `Sam2Model`
+        directory or `.safetensors` file, or a directory written by `sam2-jax convert`.
+      image_size: square input size, a multiple of 32 (default: the converted checkpoint's,
+        else 1024). Weights do not depend on it.
+      seed: PRNG seed of the random init (unused with a checkpoint).
+
+    Raises:
+      FileNotFoundError, CheckpointFormatError, CheckpointMismatchError: from
+        `sam2_jax.convert.checkpoint_io.load_checkpoint`; the last names the expected config.
+    """
+    if checkpoint is None:
+        if config_name is None:
+            raise ValueError("build_sam2 needs a config name or a checkpoint")
+        config = get_config(config_name, image_size=image_size)
+        module = SAM2(config)
+        params = jax.jit(lambda rng: init_params(module, rng))(jax.random.key(seed))
+        return SAM2Model(config, module, params, random_weights=True)
+
+    from sam2_jax.convert.checkpoint_io import load_checkpoint
+
+    config, params = load_checkpoint(checkpoint, config_name, image_size=image_size)
+    params = jax.device_put(params)
+    return SAM2Model(config, SAM2(config), params, checkpoint=os.fspath(checkpoint))
