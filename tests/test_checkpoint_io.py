@@ -7,6 +7,7 @@ The round trips are bit-exact: reference model -> .pt -> `sam2-jax convert` -> O
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 
 import jax
@@ -294,7 +295,7 @@ def test_unknown_format(tmp_path):
         io.read_reference_checkpoint(tmp_path / "other.pt")
 
 
-def test_truncated_files(reference_pt, state_dict, tmp_path):
+def test_truncated_files(reference_pt, converted_dir, state_dict, tmp_path):
     data = reference_pt.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(io.CheckpointFormatError, match="truncated or corrupt"):
@@ -304,6 +305,10 @@ def test_truncated_files(reference_pt, state_dict, tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(io.CheckpointFormatError, match="truncated or corrupt"):
         io.read_hf_checkpoint(tmp_path / "cut.safetensors")
+    shutil.copytree(converted_dir, tmp_path / "incomplete")
+    (tmp_path / "incomplete" / io.PARAMS_DIR / "_METADATA").unlink()
+    with pytest.raises(io.CheckpointFormatError, match="incomplete or corrupt"):
+        build_sam2(NAME, tmp_path / "incomplete")
 
 
 def test_torch_is_only_needed_for_pt_files(reference_pt, converted_dir, monkeypatch):
