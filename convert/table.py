@@ -76,13 +76,9 @@ IMAGE_ENCODER_RULES: list[Rule] = [
     *conv("image_encoder.neck.convs.{k}.conv", "image_encoder/neck/convs_{k}"),
 ]
 
-MASK_DECODER_RULES: list[Rule] = [
-    *conv("sam_mask_decoder.conv_s0", "sam_mask_decoder/conv_s0"),
-    *conv("sam_mask_decoder.conv_s1", "sam_mask_decoder/conv_s1"),
-]
-
 # Components add their rules in their own table_*.py modules, appended here. They import the
 # helpers above, so these imports come after them.
 from sam2_jax.convert.table_memory import MEMORY_RULES  # noqa: E402
+from sam2_jax.convert.table_sam_heads import SAM_HEADS_RULES  # noqa: E402
 
-RULES: list[Rule] = [*IMAGE_ENCODER_RULES, *MASK_DECODER_RULES, *MEMORY_RULES]
+RULES: list[Rule] = [*IMAGE_ENCODER_RULES, *SAM_HEADS_RULES, *MEMORY_RULES]

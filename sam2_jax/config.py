@@ -94,6 +94,12 @@ class ModelConfig:
     sigmoid_scale_for_mem_enc: float = 20.0
     sigmoid_bias_for_mem_enc: float = -10.0
     max_obj_ptrs_in_encoder: int = 16
+    # Inference-time fallback from an unstable single mask to the best of the 3 multimask
+    # outputs; the reference's builders (image and video predictors) switch it on. Never
+    # applied in training mode.
+    dynamic_multimask_via_stability: bool = True
+    dynamic_multimask_stability_delta: float = 0.05
+    dynamic_multimask_stability_thresh: float = 0.98
     # SAM 2.1 additions.
     no_obj_embed_spatial: bool = False
     add_tpos_enc_to_obj_ptrs: bool = False

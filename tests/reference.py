@@ -64,6 +64,7 @@ def rerandomize(model: torch.nn.Module, seed: int) -> None:
     (N(0, 1) for the Gaussian matrix, as it is drawn at init).
     """
     gen = torch.Generator().manual_seed(seed)
+    modules = dict(model.named_modules())
     named = list(model.named_parameters()) + list(model.named_buffers())
     for name, tensor in named:
         if not tensor.is_floating_point():
@@ -76,12 +77,18 @@ def rerandomize(model: torch.nn.Module, seed: int) -> None:
             value = torch.rand(shape, generator=gen) + 0.5
         elif leaf == "bias":
             value = torch.randn(shape, generator=gen) * 0.05
-        elif leaf == "weight" and tensor.ndim >= 2 and "embed" not in name and "token" not in name:
+        elif leaf == "weight" and tensor.ndim >= 2 and not _is_embedding(modules, name):
             fan_in = math.prod(shape[1:])
             value = torch.randn(shape, generator=gen) / math.sqrt(fan_in)
         else:  # embeddings, tokens, pos embeds, no-object / no-memory embeddings, tpos enc
             value = torch.randn(shape, generator=gen) * 0.5
         tensor.copy_(value.to(tensor.dtype))
+
+
+def _is_embedding(modules: dict[str, torch.nn.Module], name: str) -> bool:
+    """Whether parameter `name` is an nn.Embedding table (by owner type, not by name: a name
+    test would also catch Linear layers such as `cross_attn_token_to_image.q_proj`)."""
+    return isinstance(modules.get(name.rpartition(".")[0]), torch.nn.Embedding)
 
 
 def numpy_state_dict(model: torch.nn.Module, prefixes: tuple[str, ...] = ("",)) -> dict:
@@ -156,6 +163,46 @@ def relative_max_error(ours, reference) -> float:
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     assert ours.shape == reference.shape, (ours.shape, reference.shape)
     return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
+
+
+SAM_HEADS_PREFIXES = (
+    "sam_prompt_encoder.",
+    "sam_mask_decoder.",
+    "obj_ptr_proj.",
+    "no_mem_embed",
+    "no_obj_ptr",
+    "mask_downsample.",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _sam_heads_init_shapes(name: str, image_size: int) -> tuple[SAM2, dict]:
+    model = SAM2(get_config(name, image_size=image_size))
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), method=SAM2.initialize_sam_heads)
+    )["params"]
+    return model, shapes
+
+
+def sam_heads_model(name: str, image_size: int) -> tuple[SAM2, dict]:
+    """Our SAM2 module and the expected param shapes of its SAM heads (+ no_mem_embed)."""
+    model, shapes = _sam_heads_init_shapes(name, image_size)
+    prefixes = tuple(p.rstrip(".") for p in SAM_HEADS_PREFIXES)
+    return model, {k: v for k, v in shapes.items() if k in prefixes}
+
+
+def convert_sam_heads(torch_model: torch.nn.Module, name: str, image_size: int):
+    """Converts the reference's SAM-heads weights strictly; returns (our module, variables).
+
+    Only the SAM-heads subtrees are converted; other params that setup() declares are zeros
+    (the SAM-heads methods, `forward_sam_heads`, `use_mask_as_output`, ..., do not read them).
+    Zeros rather than a jitted `init`, whose random-number code takes long to compile.
+    """
+    model, all_shapes = _sam_heads_init_shapes(name, image_size)
+    _, shapes = sam_heads_model(name, image_size)
+    converted = state_dict_to_params(numpy_state_dict(torch_model, SAM_HEADS_PREFIXES), shapes)
+    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), all_shapes)
+    return model, {"params": {**params, **converted}}
 
 
 MEMORY_PREFIXES = (

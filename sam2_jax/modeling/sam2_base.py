@@ -6,15 +6,38 @@ mechanical. Call a stage with `model.apply(variables, ..., method=SAM2.forward_i
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from sam2_jax.config import ModelConfig
+from sam2_jax.modeling.common import MLP
 from sam2_jax.modeling.image_encoder import ImageEncoder
+from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsample_bilinear
 from sam2_jax.modeling.mask_decoder import MaskDecoder
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
+from sam2_jax.modeling.prompt_encoder import PromptEncoder
+
+# Mask logit written where the object score says "not present" (reference NO_OBJ_SCORE).
+NO_OBJ_SCORE = -1024.0
+
+
+class SAMHeadsOutput(NamedTuple):
+    """What `SAM2.forward_sam_heads` returns, in the reference's tuple order.
+
+    K = 3 with multimask output, else 1; S = image_size, h = S/16. Masks are logits.
+    """
+
+    low_res_multimasks: jax.Array  # (B, 4h, 4w, K)
+    high_res_multimasks: jax.Array  # (B, S, S, K)
+    ious: jax.Array  # (B, K)
+    low_res_masks: jax.Array  # (B, 4h, 4w, 1): the best of the K
+    high_res_masks: jax.Array  # (B, S, S, 1)
+    obj_ptr: jax.Array  # (B, C)
+    object_score_logits: jax.Array  # (B, 1)
 
 
 class SAM2(nn.Module):
@@ -24,7 +47,25 @@ class SAM2(nn.Module):
     def setup(self):
         cfg = self.config
         self.image_encoder = ImageEncoder(cfg, dtype=self.dtype)
-        self.sam_mask_decoder = MaskDecoder(cfg.d_model, dtype=self.dtype)
+        self.sam_mask_decoder = MaskDecoder(
+            cfg.d_model,
+            dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+            dtype=self.dtype,
+        )
+        # SAM heads (reference `_build_sam_heads` and the learned "no-X" vectors)
+        size, emb = cfg.image_size, cfg.embedding_size
+        self.sam_prompt_encoder = PromptEncoder(
+            cfg.d_model, (emb, emb), (size, size), mask_in_chans=16, dtype=self.dtype
+        )
+        self.obj_ptr_proj = MLP(cfg.d_model, cfg.d_model, 3, dtype=self.dtype)
+        self.mask_downsample = nn.Conv(
+            1, (4, 4), strides=(4, 4), padding="VALID", dtype=self.dtype
+        )  # 0/1 mask at image size -> mask prompt at 4x the embedding size
+        small_normal = nn.initializers.truncated_normal(0.02)
+        self.no_mem_embed = self.param("no_mem_embed", small_normal, (1, 1, cfg.d_model))
+        self.no_obj_ptr = self.param("no_obj_ptr", small_normal, (1, cfg.d_model))
         self._setup_memory()
 
     def _setup_memory(self) -> None:
@@ -73,6 +114,156 @@ class SAM2(nn.Module):
             "vision_features": features[-1],
         }
 
+    def forward_sam_heads(
+        self,
+        backbone_features: jax.Array,
+        point_coords: jax.Array | None = None,
+        point_labels: jax.Array | None = None,
+        mask_inputs: jax.Array | None = None,
+        high_res_features: tuple[jax.Array, jax.Array] | None = None,
+        multimask_output: bool = False,
+        training: bool = False,
+    ) -> SAMHeadsOutput:
+        """Prompt encoder + mask decoder + object pointer (reference `_forward_sam_heads`).
+
+        Args:
+          backbone_features: (B, h, w, C) stride-16 features (memory-conditioned when tracking).
+          point_coords: (B, P, 2) (x, y) in model-input pixels, or None. A "not a point" token
+            is always appended; with None a dummy (0, 0) point with label -1 is used, so the
+            decoder sees 2 "not a point" tokens, as in the reference.
+          point_labels: (B, P) int (1 pos, 0 neg, 2/3 box corners, -1 padding), or None.
+          mask_inputs: (B, H, W, 1) mask prompt (logits or 0/1), or None; resized with an
+            antialiased bilinear filter to (4h, 4w) when it has another size.
+          high_res_features: (feat_s0 (B, 4h, 4w, C/8), feat_s1 (B, 2h, 2w, C/4)).
+          multimask_output: static; 3 candidates and the best by predicted IoU.
+          training: static; turns off the decoder's inference-only stability fallback.
+
+        Returns:
+          SAMHeadsOutput. Masks of objects whose score is <= 0 are NO_OBJ_SCORE everywhere, and
+          their object pointer is the learned `no_obj_ptr`.
+        """
+        b = backbone_features.shape[0]
+        if point_coords is None:
+            point_coords = jnp.zeros((b, 1, 2), jnp.float32)
+            point_labels = jnp.full((b, 1), -1, jnp.int32)
+        prompt_encoder = self.sam_prompt_encoder
+        if mask_inputs is not None:
+            mask_inputs = mask_inputs.astype(jnp.float32)
+            if mask_inputs.shape[1:3] != prompt_encoder.mask_input_size:
+                mask_inputs = downsample_bilinear_antialias(
+                    mask_inputs, prompt_encoder.mask_input_size
+                )
+        sparse, dense = prompt_encoder(point_coords, point_labels, mask_inputs, pad=True)
+        low_res_multimasks, ious, sam_output_tokens, object_score_logits = self.sam_mask_decoder(
+            backbone_features,
+            prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            multimask_output=multimask_output,
+            repeat_image=False,
+            high_res_features=high_res_features,
+            training=training,
+        )
+        # Released configs: pred_obj_scores, fixed_no_obj_ptr, hard (not soft) no-object gating.
+        is_obj_appearing = object_score_logits > 0  # (B, 1)
+        low_res_multimasks = jnp.where(
+            is_obj_appearing[:, :, None, None], low_res_multimasks, NO_OBJ_SCORE
+        ).astype(jnp.float32)
+        size = self.config.image_size
+        high_res_multimasks = upsample_bilinear(low_res_multimasks, (size, size))
+
+        sam_output_token = sam_output_tokens[:, 0]  # (B, C)
+        if multimask_output:
+            best = jnp.argmax(ious, axis=-1)  # (B,)
+            low_res_masks = jnp.take_along_axis(
+                low_res_multimasks, best[:, None, None, None], axis=-1
+            )
+            high_res_masks = jnp.take_along_axis(
+                high_res_multimasks, best[:, None, None, None], axis=-1
+            )
+            if sam_output_tokens.shape[1] > 1:
+                sam_output_token = jnp.take_along_axis(
+                    sam_output_tokens, best[:, None, None], axis=1
+                )[:, 0]
+        else:
+            low_res_masks, high_res_masks = low_res_multimasks, high_res_multimasks
+
+        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(sam_output_token), is_obj_appearing)
+        return SAMHeadsOutput(
+            low_res_multimasks,
+            high_res_multimasks,
+            ious,
+            low_res_masks,
+            high_res_masks,
+            obj_ptr,
+            object_score_logits,
+        )
+
+    def _gate_obj_ptr(self, obj_ptr: jax.Array, is_obj_appearing: jax.Array) -> jax.Array:
+        """(B, C), (B, 1) bool -> the pointer where the object appears, else `no_obj_ptr`."""
+        lam = is_obj_appearing.astype(obj_ptr.dtype)
+        return lam * obj_ptr + (1.0 - lam) * self.no_obj_ptr
+
+    def use_mask_as_output(
+        self,
+        backbone_features: jax.Array,
+        high_res_features: tuple[jax.Array, jax.Array] | None,
+        mask_inputs: jax.Array,
+    ) -> SAMHeadsOutput:
+        """A mask prompt taken as the output itself (reference `_use_mask_as_output`).
+
+        Args:
+          backbone_features: (B, h, w, C) raw stride-16 features (no memory conditioning).
+          high_res_features: as in `forward_sam_heads`.
+          mask_inputs: (B, S, S, 1) binary mask (bool or 0/1 float) at the model input size.
+
+        Returns:
+          SAMHeadsOutput with K = 1: logits exactly +-10 at S x S, their antialiased bilinear
+          downsampling at S/4, IoU 1, object score +-10 from "any pixel > 0", and the object
+          pointer the decoder gives for the (learned-downsampled) mask as its prompt.
+        """
+        mask = mask_inputs.astype(jnp.float32)
+        high_res_masks = mask * 20.0 - 10.0
+        size = mask.shape[1:3]
+        low_res_masks = downsample_bilinear_antialias(high_res_masks, (size[0] // 4, size[1] // 4))
+        ious = jnp.ones((mask.shape[0], 1), jnp.float32)
+        obj_ptr = self.forward_sam_heads(
+            backbone_features,
+            mask_inputs=self.mask_downsample(mask),
+            high_res_features=high_res_features,
+        ).obj_ptr
+        is_obj_appearing = jnp.any(mask.reshape(mask.shape[0], -1) > 0.0, axis=1)[:, None]
+        object_score_logits = 20.0 * is_obj_appearing.astype(jnp.float32) - 10.0
+        obj_ptr = self._gate_obj_ptr(obj_ptr, is_obj_appearing)
+        return SAMHeadsOutput(
+            low_res_masks,
+            high_res_masks,
+            ious,
+            low_res_masks,
+            high_res_masks,
+            obj_ptr,
+            object_score_logits,
+        )
+
+    def initialize_sam_heads(self) -> None:
+        """Touches every SAM-heads submodule and parameter, conv_s0 / conv_s1 included (dummy
+        inputs; for `init`)."""
+        cfg = self.config
+        emb, dim = cfg.embedding_size, cfg.d_model
+        features = jnp.zeros((1, emb, emb, dim), jnp.float32)
+        high_res = (
+            jnp.zeros((1, 4 * emb, 4 * emb, dim // 8), jnp.float32),
+            jnp.zeros((1, 2 * emb, 2 * emb, dim // 4), jnp.float32),
+        )
+        self.sam_mask_decoder.project_high_res_features(
+            jnp.zeros((1, 4 * emb, 4 * emb, dim), jnp.float32),
+            jnp.zeros((1, 2 * emb, 2 * emb, dim), jnp.float32),
+        )
+        points = jnp.zeros((1, 1, 2), jnp.float32)
+        self.forward_sam_heads(features, points, jnp.ones((1, 1), jnp.int32), None, high_res, True)
+        mask = jnp.zeros((1, cfg.image_size, cfg.image_size, 1), jnp.float32)
+        self.use_mask_as_output(features, high_res, mask)
+
     def initialize_memory(self) -> None:
         """Touches every memory submodule and parameter (dummy inputs; used by init)."""
         cfg = self.config
@@ -94,6 +285,7 @@ class SAM2(nn.Module):
         """Touches every submodule and parameter once, so `init` with this method creates the
         complete params tree (all keys of a reference checkpoint). Each component extends it."""
         self.forward_image(images)
+        self.initialize_sam_heads()
         self.initialize_memory()
 
 
