@@ -148,6 +148,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: jax.Array,
         repeat_image: bool = False,
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
+        sparse_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """All mask tokens' outputs, before any selection.
 
@@ -160,6 +161,8 @@ class MaskDecoder(nn.Module):
             with several prompt sets.
           high_res_features: (feat_s0 (B, 4h, 4w, C/8), feat_s1 (B, 2h, 2w, C/4)), already
             projected by conv_s0 / conv_s1.
+          sparse_mask: optional (B, N) bool, False for padding prompt tokens: the two-way
+            transformer hides them as keys, so the outputs equal those without them.
 
         Returns:
           masks (B, 4h, 4w, num_mask_tokens) logits, iou_pred (B, num_mask_tokens),
@@ -184,7 +187,12 @@ class MaskDecoder(nn.Module):
         src = src + dense_prompt_embeddings
         _, h, w, c = src.shape
 
-        hs, src = self.transformer(src, image_pe, tokens)  # (B, T + N, C), (B, h*w, C)
+        token_mask = None
+        if sparse_mask is not None:
+            token_mask = jnp.concatenate(
+                [jnp.ones(output_tokens.shape[:2], bool), sparse_mask.astype(bool)], axis=1
+            )  # (B, T + N)
+        hs, src = self.transformer(src, image_pe, tokens, token_mask)  # (B, T+N, C), (B, h*w, C)
         s = 1 if self.pred_obj_scores else 0
         iou_token_out = hs[:, s]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens]  # (B, M, C)
@@ -242,6 +250,7 @@ class MaskDecoder(nn.Module):
         repeat_image: bool = False,
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
         training: bool = False,
+        sparse_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """Predicts masks (reference `MaskDecoder.forward`); inputs as in `predict_masks`.
 
@@ -263,6 +272,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             repeat_image,
             high_res_features,
+            sparse_mask,
         )
         if multimask_output:
             masks, iou_pred = masks[..., 1:], iou_pred[:, 1:]

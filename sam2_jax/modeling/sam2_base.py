@@ -121,8 +121,9 @@ class SAM2(nn.Module):
         point_labels: jax.Array | None = None,
         mask_inputs: jax.Array | None = None,
         high_res_features: tuple[jax.Array, jax.Array] | None = None,
-        multimask_output: bool = False,
+        multimask_output: bool | jax.Array = False,
         training: bool = False,
+        point_valid: jax.Array | None = None,
     ) -> SAMHeadsOutput:
         """Prompt encoder + mask decoder + object pointer (reference `_forward_sam_heads`).
 
@@ -135,8 +136,16 @@ class SAM2(nn.Module):
           mask_inputs: (B, H, W, 1) mask prompt (logits or 0/1), or None; resized with an
             antialiased bilinear filter to (4h, 4w) when it has another size.
           high_res_features: (feat_s0 (B, 4h, 4w, C/8), feat_s1 (B, 2h, 2w, C/4)).
-          multimask_output: static; 3 candidates and the best by predicted IoU.
+          multimask_output: a Python bool (static): 3 candidates and the best by predicted IoU.
+            Or a (B,) bool array, per object: the decoder runs once and each object gets the
+            multimask or the single-mask selection; all K-sized outputs then have K = 1 (the
+            selected mask and its IoU).
           training: static; turns off the decoder's inference-only stability fallback.
+          point_valid: optional (B, P) bool for fixed-shape (padded) points: entries that are
+            False are padding. The result equals the reference's call with only the valid
+            points: P' valid points give P' point tokens plus the "not a point" pad token;
+            none gives the dummy -1 point plus the pad token. Padding tokens are masked out
+            of the decoder's attention.
 
         Returns:
           SAMHeadsOutput. Masks of objects whose score is <= 0 are NO_OBJ_SCORE everywhere, and
@@ -153,7 +162,23 @@ class SAM2(nn.Module):
                 mask_inputs = downsample_bilinear_antialias(
                     mask_inputs, prompt_encoder.mask_input_size
                 )
+        sparse_mask = None
+        if point_valid is not None:
+            point_valid = point_valid.astype(bool)  # (B, P)
+            # With no valid point, slot 0 plays the reference's dummy point (label -1).
+            dummy = ~point_valid.any(axis=1, keepdims=True) & (
+                jnp.arange(point_valid.shape[1])[None] == 0
+            )
+            point_labels = jnp.where(point_valid, point_labels, -1)
+            sparse_mask = jnp.concatenate(
+                [point_valid | dummy, jnp.ones((b, 1), bool)], axis=1
+            )  # (B, P + 1): the appended pad token is always valid
         sparse, dense = prompt_encoder(point_coords, point_labels, mask_inputs, pad=True)
+        if not isinstance(multimask_output, bool):
+            return self._sam_heads_per_object_multimask(
+                backbone_features, sparse, dense, sparse_mask, high_res_features,
+                jnp.asarray(multimask_output, bool), training,
+            )  # fmt: skip
         low_res_multimasks, ious, sam_output_tokens, object_score_logits = self.sam_mask_decoder(
             backbone_features,
             prompt_encoder.get_dense_pe(),
@@ -163,6 +188,7 @@ class SAM2(nn.Module):
             repeat_image=False,
             high_res_features=high_res_features,
             training=training,
+            sparse_mask=sparse_mask,
         )
         # Released configs: pred_obj_scores, fixed_no_obj_ptr, hard (not soft) no-object gating.
         is_obj_appearing = object_score_logits > 0  # (B, 1)
@@ -197,6 +223,50 @@ class SAM2(nn.Module):
             high_res_masks,
             obj_ptr,
             object_score_logits,
+        )
+
+    def _sam_heads_per_object_multimask(
+        self,
+        backbone_features: jax.Array,
+        sparse: jax.Array,
+        dense: jax.Array,
+        sparse_mask: jax.Array | None,
+        high_res_features: tuple[jax.Array, jax.Array] | None,
+        multimask: jax.Array,
+        training: bool,
+    ) -> SAMHeadsOutput:
+        """`forward_sam_heads` with a (B,) multimask flag: one decoder pass, then per object
+        the reference's multimask selection (best of tokens 1..3 by IoU, its token for the
+        pointer) or single-mask selection (token 0, or the stability fallback's mask with
+        token 0 for the pointer). K = 1 in every output."""
+        decoder = self.sam_mask_decoder
+        masks, iou, tokens, object_score_logits = decoder.predict_masks(
+            backbone_features,
+            self.sam_prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            high_res_features=high_res_features,
+            sparse_mask=sparse_mask,
+        )  # (B, 4h, 4w, 4), (B, 4), (B, 4, C), (B, 1)
+        best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (B,)
+        multi_mask = jnp.take_along_axis(masks, best[:, None, None, None], axis=-1)
+        multi_iou = jnp.take_along_axis(iou, best[:, None], axis=-1)
+        multi_token = jnp.take_along_axis(tokens, best[:, None, None], axis=1)[:, 0]
+        if decoder.dynamic_multimask_via_stability and not training:
+            single_mask, single_iou = decoder.select_via_stability(masks, iou)
+        else:
+            single_mask, single_iou = masks[..., 0:1], iou[:, 0:1]
+        low_res = jnp.where(multimask[:, None, None, None], multi_mask, single_mask)
+        ious = jnp.where(multimask[:, None], multi_iou, single_iou)  # (B, 1)
+        token = jnp.where(multimask[:, None], multi_token, tokens[:, 0])  # (B, C)
+        is_obj_appearing = object_score_logits > 0  # (B, 1)
+        low_res = jnp.where(is_obj_appearing[:, :, None, None], low_res, NO_OBJ_SCORE)
+        low_res = low_res.astype(jnp.float32)
+        size = self.config.image_size
+        high_res = upsample_bilinear(low_res, (size, size))
+        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(token), is_obj_appearing)
+        return SAMHeadsOutput(
+            low_res, high_res, ious, low_res, high_res, obj_ptr, object_score_logits
         )
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, is_obj_appearing: jax.Array) -> jax.Array:

@@ -35,8 +35,13 @@ class Attention(nn.Module):
         return self.embedding_dim // self.downsample_rate
 
     @nn.compact
-    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-        """q (B, Nq, embedding_dim), k / v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim)."""
+    def __call__(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """q (B, Nq, embedding_dim), k / v (B, Nk, kv_in_dim) -> (B, Nq, embedding_dim).
+
+        key_mask: optional (B, Nk) bool, False for keys no query may attend to (padding).
+        """
         if self.internal_dim % self.num_heads:
             raise ValueError("num_heads must divide embedding_dim // downsample_rate")
         head_dim = self.internal_dim // self.num_heads
@@ -46,7 +51,7 @@ class Attention(nn.Module):
             return x.reshape(*x.shape[:2], self.num_heads, head_dim)  # (B, N, H, D)
 
         out = dot_product_attention(
-            project(q, "q_proj"), project(k, "k_proj"), project(v, "v_proj")
+            project(q, "q_proj"), project(k, "k_proj"), project(v, "v_proj"), key_mask=key_mask
         )
         out = out.reshape(*out.shape[:2], self.internal_dim)  # (B, Nq, H*D)
         return nn.Dense(self.embedding_dim, dtype=self.dtype, name="out_proj")(out)
@@ -64,9 +69,19 @@ class TwoWayAttentionBlock(nn.Module):
 
     @nn.compact
     def __call__(
-        self, queries: jax.Array, keys: jax.Array, query_pe: jax.Array, key_pe: jax.Array
+        self,
+        queries: jax.Array,
+        keys: jax.Array,
+        query_pe: jax.Array,
+        key_pe: jax.Array,
+        token_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
-        """queries / query_pe (B, N, C), keys / key_pe (B, h*w, C) -> same shapes."""
+        """queries / query_pe (B, N, C), keys / key_pe (B, h*w, C) -> same shapes.
+
+        token_mask: optional (B, N) bool, False for padding tokens: they are hidden as keys
+        (token self-attention, image->token attention), so the other outputs do not depend
+        on them; their own outputs are meaningless.
+        """
         dim, heads, rate = self.embedding_dim, self.num_heads, self.attention_downsample_rate
 
         def norm(name: str) -> nn.LayerNorm:
@@ -74,10 +89,10 @@ class TwoWayAttentionBlock(nn.Module):
 
         self_attn = Attention(dim, heads, dtype=self.dtype, name="self_attn")
         if self.skip_first_layer_pe:
-            queries = self_attn(queries, queries, queries)
+            queries = self_attn(queries, queries, queries, token_mask)
         else:
             q = queries + query_pe
-            queries = queries + self_attn(q, q, queries)
+            queries = queries + self_attn(q, q, queries, token_mask)
         queries = norm("norm1")(queries)
 
         token_to_image = Attention(
@@ -92,7 +107,7 @@ class TwoWayAttentionBlock(nn.Module):
         image_to_token = Attention(
             dim, heads, rate, dtype=self.dtype, name="cross_attn_image_to_token"
         )
-        keys = keys + image_to_token(keys + key_pe, queries + query_pe, queries)
+        keys = keys + image_to_token(keys + key_pe, queries + query_pe, queries, token_mask)
         keys = norm("norm4")(keys)
         return queries, keys
 
@@ -112,7 +127,11 @@ class TwoWayTransformer(nn.Module):
 
     @nn.compact
     def __call__(
-        self, image_embedding: jax.Array, image_pe: jax.Array, point_embedding: jax.Array
+        self,
+        image_embedding: jax.Array,
+        image_pe: jax.Array,
+        point_embedding: jax.Array,
+        token_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Runs the transformer.
 
@@ -120,6 +139,9 @@ class TwoWayTransformer(nn.Module):
           image_embedding: (B, h, w, C).
           image_pe: (B or 1, h, w, C).
           point_embedding: (B, N, C) tokens.
+          token_mask: optional (B, N) bool, False for padding tokens (fixed-shape prompts):
+            no token or image position attends to them, so the valid tokens' outputs equal
+            those of the unpadded sequence.
 
         Returns:
           queries (B, N, C) and keys (B, h*w, C).
@@ -137,7 +159,7 @@ class TwoWayTransformer(nn.Module):
                 skip_first_layer_pe=(i == 0),
                 dtype=self.dtype,
                 name=f"layers_{i}",
-            )(queries, keys, point_embedding, key_pe)
+            )(queries, keys, point_embedding, key_pe, token_mask)
         final = Attention(
             self.embedding_dim,
             self.num_heads,
