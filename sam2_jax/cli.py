@@ -114,6 +114,133 @@ def export_checkpoint(args: argparse.Namespace) -> None:
     print(_summary(config, params, source=str(args.checkpoint), out=str(out)))
 
 
+SAMPLE = "sample"  # segment-image's IMAGE value for the bundled sample
+
+
+def _numbers(text: str, what: str, count: tuple[int, ...], usage: str) -> list[float]:
+    """'1,2.5,3' -> [1.0, 2.5, 3.0]; argparse.ArgumentTypeError naming `text` otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = None
+    if values is None or len(values) not in count or not np.isfinite(values).all():
+        raise argparse.ArgumentTypeError(f"bad {what} {text!r}: expected {usage}")
+    return values
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """'X,Y' or 'X,Y,LABEL' (image pixels; LABEL 1 positive, the default, or 0 negative)."""
+    usage = "X,Y or X,Y,LABEL with pixel coordinates X, Y and LABEL 1 (positive) or 0 (negative)"
+    values = _numbers(text, "--point", (2, 3), usage)
+    label = values[2] if len(values) == 3 else 1
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(f"bad --point {text!r}: LABEL must be 1 or 0")
+    return values[0], values[1], int(label)
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """'X0,Y0,X1,Y1' in image pixels, top-left then bottom-right corner."""
+    x0, y0, x1, y1 = _numbers(text, "--box", (4,), "X0,Y0,X1,Y1 in pixels")
+    if x1 < x0 or y1 < y0:
+        raise argparse.ArgumentTypeError(
+            f"bad --box {text!r}: X0,Y0 must be the top-left corner (X0 <= X1, Y0 <= Y1)"
+        )
+    return x0, y0, x1, y1
+
+
+def segment_image(args: argparse.Namespace) -> None:
+    """Prompts -> masks (PNG), an overlay and scores.json in args.out."""
+    import pathlib
+    import sys
+
+    from PIL import Image
+
+    from sam2_jax import visualize
+    from sam2_jax.build import build_sam2
+    from sam2_jax.config import get_config
+    from sam2_jax.image_predictor import SAM2ImagePredictor
+
+    fail = lambda message: SystemExit(f"sam2-jax segment-image: error: {message}")
+    if not args.point and args.box is None:
+        raise fail("give at least one --point X,Y[,LABEL] or a --box X0,Y0,X1,Y1")
+    path = _bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
+    try:
+        image = Image.open(path).convert("RGB")
+    except OSError as err:  # missing, unreadable or not an image
+        raise fail(f"cannot read image {path!r}: {err}") from err
+    # Check everything cheap before the model is built (compiling takes a while).
+    corners = [(args.box[0], args.box[1]), (args.box[2], args.box[3])] if args.box else []
+    for x, y in [p[:2] for p in args.point] + corners:
+        if not (0 <= x <= image.width and 0 <= y <= image.height):
+            raise fail(
+                f"prompt at ({x:g}, {y:g}) lies outside the {image.width}x{image.height} image"
+            )
+    # Without a checkpoint the default is tiny; with one, its recorded or matching variant.
+    config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
+    try:
+        if config_name is not None:
+            get_config(config_name, image_size=args.image_size)
+        if args.checkpoint is None:
+            print(
+                f"warning: no --checkpoint given: the weights are RANDOM (seed {args.seed}), so "
+                "the masks are not meaningful (they only show that the pipeline runs)",
+                file=sys.stderr,
+                flush=True,
+            )
+        print("building the model (first run: compiling, this takes a while) ...", flush=True)
+        model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
+    except (ValueError, OSError, ImportError) as err:
+        raise fail(err) from err
+    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
+
+    coords = np.array([p[:2] for p in args.point], np.float32) if args.point else None
+    labels = np.array([p[2] for p in args.point], np.int32) if args.point else None
+    box = np.array(args.box, np.float32) if args.box else None
+    multimask = args.multimask
+    if multimask is None:  # one click is ambiguous (part or whole?): the reference's advice
+        multimask = len(args.point) == 1 and args.box is None
+    predictor = SAM2ImagePredictor(model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask)
+
+    out = pathlib.Path(args.out)
+    files = visualize.save_masks(masks, out)
+    order = np.argsort(scores)  # best mask drawn last, on top
+    overlay = visualize.render(
+        image,
+        masks[order],
+        point_coords=coords,
+        point_labels=labels,
+        boxes=box,
+        colors=[visualize.mask_color(int(i)) for i in order],
+    )
+    overlay.save(out / "overlay.png")
+    report = {
+        "image": str(path),
+        "image_hw": [image.height, image.width],
+        "model": model.config.name,
+        "input_size": model.config.image_size,
+        "checkpoint": model.checkpoint,
+        "random_weights": model.random_weights,
+        "multimask_output": multimask,
+        "prompts": {
+            "points": [{"x": x, "y": y, "label": label} for x, y, label in args.point],
+            "box": list(args.box) if args.box else None,
+        },
+        "masks": [
+            {"file": f.name, "iou_prediction": float(s), "area": int(m.sum())}
+            for f, s, m in zip(files, scores, masks, strict=True)
+        ],
+        "best": int(np.argmax(scores)),
+        "overlay": "overlay.png",
+    }
+    (out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+    ious = ", ".join(f"{s:.3f}" for s in scores)
+    print(f"{len(files)} mask(s) (IoU predictions {ious}), overlay.png, scores.json -> {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sam2-jax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +271,48 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--config", default=None, help="default: recorded or guessed")
     exp.add_argument("--out", required=True, help="the .pt file to write")
     exp.set_defaults(run=export_checkpoint)
+
+    seg = commands.add_parser(
+        "segment-image",
+        help="masks from clicks and/or a box: mask_*.png, overlay.png, scores.json",
+        description="Segments one object in an image from clicks and/or a box. All prompts "
+        "describe the same object. Writes mask_0.png, ... (0/255), overlay.png (masks in "
+        "colour, positive clicks green, negative red, the box outlined) and scores.json "
+        "(IoU predictions, prompts, model, whether the weights are random). Without "
+        "--checkpoint the weights are random and the masks are not meaningful.",
+    )
+    seg.add_argument(
+        "image", help=f"image file, or '{SAMPLE}' for the bundled {DEFAULT_IMAGE} (800x534)"
+    )
+    seg.add_argument(
+        "--point",
+        type=parse_point,
+        action="append",
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a click in image pixels; LABEL 1 positive (default) or 0 negative; repeatable",
+    )
+    seg.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="a box in pixels")
+    seg.add_argument(
+        "--config",
+        help="model variant (default: the checkpoint's, or sam2.1_hiera_t without one)",
+    )
+    seg.add_argument(
+        "--checkpoint",
+        help="reference .pt, HF checkpoint or converted directory (default: none, random weights)",
+    )
+    seg.add_argument(
+        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
+    )
+    seg.add_argument(
+        "--multimask",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="three candidate masks instead of one (default: only for a single click)",
+    )
+    seg.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    seg.add_argument("--out", required=True, help="output directory (created if missing)")
+    seg.set_defaults(run=segment_image)
 
     args = parser.parse_args(argv)
     args.run(args)
