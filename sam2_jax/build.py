@@ -9,7 +9,7 @@ from typing import Any
 import jax
 
 from sam2_jax.config import ModelConfig, get_config
-from sam2_jax.modeling.sam2_base import SAM2, init_params
+from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,7 +64,7 @@ def build_sam2(
             raise ValueError("build_sam2 needs a config name or a checkpoint")
         config = get_config(config_name, image_size=image_size)
         module = SAM2(config)
-        params = jax.jit(lambda rng: init_params(module, rng))(jax.random.key(seed))
+        params = quick_random_params(module, seed)
         return SAM2Model(config, module, params, random_weights=True)
 
     from sam2_jax.convert.checkpoint_io import load_checkpoint

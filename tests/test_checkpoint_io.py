@@ -132,7 +132,6 @@ def test_build_sam2_infers_the_variant(reference_pt, converted_dir):
     assert build_sam2(None, reference_pt, image_size=SIZE).config.name == NAME
 
 
-@pytest.mark.slow  # compiling the full model's init takes a while on CPU
 def test_build_sam2_random_init():
     model = build_sam2("sam2.1_hiera_tiny", image_size=SIZE, seed=3)
     assert model.random_weights and model.checkpoint is None

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sam2_jax.config import ModelConfig
 from sam2_jax.modeling.common import MLP
@@ -369,3 +370,33 @@ def init_params(model: SAM2, rng: jax.Array) -> dict:
 def param_shapes(model: SAM2) -> dict:
     """The params tree as ShapeDtypeStructs, without computing anything."""
     return jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+
+
+def quick_random_params(model: SAM2, seed: int = 0) -> dict:
+    """Random params built on the host from the param shapes, in seconds.
+
+    `init_params` compiles the whole model's forward pass (minutes on CPU at 1024); this only
+    traces shapes and draws each leaf by its role, with Flax's default scales: kernels
+    LeCun-normal, biases 0, norm scales 1, other parameters (embeddings, tokens, position
+    and temporal encodings) N(0, 0.02^2), the prompt encoder's Gaussian matrix N(0, 1).
+    For demos and tests that need *some* weights; training from scratch uses `init_params`.
+    """
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = str(getattr(path[-1], "key", path[-1]))
+        shape = leaf.shape
+        if name == "kernel":
+            fan_in = int(np.prod(shape[:-1])) or 1
+            value = rng.standard_normal(shape) / np.sqrt(fan_in)
+        elif name == "bias":
+            value = np.zeros(shape)
+        elif name == "scale":
+            value = np.ones(shape)
+        elif name == "positional_encoding_gaussian_matrix":
+            value = rng.standard_normal(shape)  # drawn N(0, 1), as the reference does
+        else:
+            value = rng.standard_normal(shape) * 0.02
+        return jnp.asarray(value, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, param_shapes(model))
