@@ -7,12 +7,17 @@ import json
 
 import torch
 
-from bench import image_encoder
+from bench import image_encoder, image_predictor
 
 BENCHMARKS = {
     "image_encoder": lambda repeats: [
         image_encoder.run(variant, 1024, repeats)
         for variant in ("sam2.1_hiera_t", "sam2.1_hiera_b+")
+    ],
+    "image_predictor": lambda repeats: [
+        result
+        for variant in ("sam2.1_hiera_t", "sam2.1_hiera_b+")
+        for result in image_predictor.run(variant, 1024, repeats)
     ],
 }
 
