@@ -6,8 +6,9 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test lint format bench clean
 
-demo: $(VENV)/.runtime  ## the main job on the bundled sample
-	$(BIN)/sam2-jax encode-image
+demo: $(VENV)/.runtime  ## the main job on the bundled sample (random weights unless CHECKPOINT=...)
+	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
 	$(BIN)/ruff check .
