@@ -100,6 +100,7 @@ def _scan(
             memory_features=jnp.zeros((b, emb * emb, cfg.mem_dim), bank.recent_features.dtype),
             is_init_cond=off,
             active=off,
+            overflow=off,
         )
 
     def body(m: SAM2, carry, x: StepInputs):
@@ -168,7 +169,8 @@ def propagate_videos(
     write_rule: WriteRule = reference_write_rule,
 ) -> tuple[MemoryBank, StepOutput]:
     """`propagate` for V videos in one call: every argument but module / variables has a
-    leading video axis (banks (V, B, ...), inputs (V, T, ...), reverse (V,)).
+    leading video axis (banks (V, B, ...), inputs (V, T, ...), reverse (V,)). The videos share
+    `num_frames` (static); pad shorter ones with untracked steps.
 
     Returns:
       banks (V, B, ...) and StepOutput with leading (V, T, B).
@@ -250,6 +252,9 @@ def stream(
 
     Returns:
       (bank, seed) after the last frame.
+
+    Raises:
+      ValueError: when a conditioning memory does not fit the bank's conditioning slots.
     """
     order = np.asarray(order, np.int32)
     track = np.asarray(track, bool)
@@ -282,8 +287,15 @@ def stream(
             num_frames=num_frames,
             write_rule=write_rule,
         )
+        out = jax.tree.map(functools.partial(_head, n=n), out)
+        if out.overflow.any():
+            step, obj = np.argwhere(out.overflow)[0]
+            raise ValueError(
+                f"object {obj} got a conditioning memory on frame {idx[step]} but its "
+                f"{bank.cond_capacity} conditioning slots are taken; use a larger cond_capacity"
+            )
         if consume is not None:
-            consume(idx, jax.tree.map(functools.partial(_head, n=n), out))
+            consume(idx, out)
     return bank, seed
 
 
@@ -355,11 +367,14 @@ class VideoResult:
       low_res_masks: (T, B, 4h, 4w) float32 logits; NO_OBJ_SCORE where an object was not
         tracked (frames before the start frame of a forward pass, ...).
       object_score_logits: (T, B) float32 (NO_OBJ_SCORE where not tracked).
+      tracked: (T, B) bool, whether the object has an output on the frame (prompted or
+        tracked).
       bank: the memory bank after the last pass.
     """
 
     low_res_masks: np.ndarray
     object_score_logits: np.ndarray
+    tracked: np.ndarray
     bank: MemoryBank
 
 
@@ -385,7 +400,8 @@ def track_video(
     Reproduces the reference `SAM2VideoPredictor` for: `add_new_points_or_box` /
     `add_new_mask` for every prompt, then `propagate_in_video(start_frame_idx=start_frame,
     reverse=reverse)` (with `both_directions`: a forward pass, then a reverse pass, both from
-    the start frame).
+    the start frame). Not applied: the reference's hole filling of output masks
+    (`fill_hole_area`, a CUDA op that is a no-op in CPU installs) and its non-overlap option.
 
     Args:
       frames: (num_frames, S, S, 3) normalized frames, or a loader from frame indices (n,) to
@@ -438,6 +454,7 @@ def track_video(
     low = low.astype(np.float32)
     scores = np.full((num_frames, b), NO_OBJ_SCORE, np.float32)
     prompted = np.zeros((num_frames, b), bool)
+    tracked = np.zeros((num_frames, b), bool)
     empty = frame_prompts([], b, p_max, mask_size)
 
     # 1. Prompted frames, decoded without memory, become conditioning memories.
@@ -451,6 +468,7 @@ def track_video(
             has = prompted[f]
             low[f][has] = out.low_res_masks[i][has]
             scores[f][has] = out.object_score_logits[i][has]
+            tracked[f] |= has
 
     bank, _ = stream(
         module,
@@ -477,6 +495,7 @@ def track_video(
         for i, f in enumerate(idx):
             low[f][active[i]] = out.low_res_masks[i][active[i]]
             scores[f][active[i]] = out.object_score_logits[i][active[i]]
+            tracked[f] |= active[i]
 
     def run(order, rev, bank, seed=None):
         return stream(
@@ -510,4 +529,4 @@ def track_video(
         if both_directions and reverse_order:
             bank = reverse_bank(bank, seed, start, cfg.num_maskmem - 1)
             bank, _ = run(reverse_order, True, bank)
-    return VideoResult(low, scores, bank)
+    return VideoResult(low, scores, tracked, bank)

@@ -94,6 +94,8 @@ class StepOutput(NamedTuple):
       memory_features: (B, HW, M) the new spatial memory, in the bank's dtype.
       is_init_cond: (B,) bool, decoded without memory (initial conditioning frame).
       active: (B,) bool, the object was tracked on this frame (and written to the bank).
+      overflow: (B,) bool, a conditioning memory was dropped because the object's
+        conditioning slots were all taken by other frames.
     """
 
     low_res_masks: jax.Array
@@ -103,6 +105,7 @@ class StepOutput(NamedTuple):
     memory_features: jax.Array
     is_init_cond: jax.Array
     active: jax.Array
+    overflow: jax.Array
 
 
 def sine_pe_1d(positions: jax.Array, dim: int, temperature: float = 10000.0) -> jax.Array:
@@ -277,7 +280,7 @@ def _step(
         mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
     mem = mem.reshape(b, h * w, -1).astype(bank.recent_features.dtype)  # (B, HW, M)
 
-    bank, _ = write_rule(bank, frame_idx, mem, obj_ptr, has_prompt, active)
+    bank, overflow = write_rule(bank, frame_idx, mem, obj_ptr, has_prompt, active)
     low_res = jnp.where(active[:, None, None], low_res, NO_OBJ_SCORE)
     outputs = StepOutput(
         low_res_masks=low_res.astype(jnp.float32),
@@ -287,6 +290,7 @@ def _step(
         memory_features=mem,
         is_init_cond=is_init_cond & active,
         active=active,
+        overflow=overflow,
     )
     return bank, outputs
 

@@ -37,7 +37,7 @@ def object_points(rng, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
 @pytest.mark.parametrize("name", ["sam2.1_hiera_t"])
 @pytest.mark.parametrize("multimask", ["per_object", True, False])
 def test_padded_points_match_unpadded_reference(name, multimask):
-    torch_model, module, variables = th.model_pair(name)
+    torch_model, module, variables = th.model_pair(name, 2.0)
     size, emb = th.SIZE, th.SIZE // 16
     rng = np.random.default_rng(0)
     objects = object_points(rng, size)
