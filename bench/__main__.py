@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from bench import image_encoder, image_predictor
+from bench import image_encoder, image_predictor, video
 
 BENCHMARKS = {
     "image_encoder": lambda repeats: [
@@ -19,6 +19,7 @@ BENCHMARKS = {
         for variant in ("sam2.1_hiera_t", "sam2.1_hiera_b+")
         for result in image_predictor.run(variant, 1024, repeats)
     ],
+    "video": video.run_all,
 }
 
 

@@ -1,0 +1,194 @@
+"""Video propagation: sam2_jax `track_video` vs the reference `SAM2VideoPredictor`.
+
+- speed: one object clicked on frame 0 and tracked through the same frames (the sample video,
+  or synthetic frames without it) with the same weights; frames/s of the whole call (prompt
+  + propagation, frames already decoded) for both. The first JAX call includes compilation
+  and is reported separately.
+- memory: ours only, streaming synthetic frames from the host in chunks; the process's peak
+  RSS while tracking videos of different lengths. It must not grow with the length (the
+  reference keeps every frame and every frame's outputs, so its memory does).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import time
+
+import jax
+import numpy as np
+import torch
+
+from bench.harness import _read_status_kib, _reset_peak_rss, measure, print_comparison
+from sam2_jax.config import get_config
+from sam2_jax.convert import state_dict_to_params
+from sam2_jax.memory_bank import empty_bank
+from sam2_jax.modeling.sam2_base import SAM2, param_shapes
+from sam2_jax.propagation import ObjectPrompt, frame_prompts, stream, track_video
+from sam2_jax.video_io import list_frames, load_frames, points_to_model, video_size
+from tests import reference as ref
+
+VIDEO = ref.SHARED_DATA / "videos" / "bedroom"
+OBJ_SCORE_BIAS = 2.0  # random weights call tracked objects absent; this keeps them present
+
+
+def _models(variant: str, image_size: int):
+    predictor = ref.build_reference(variant, image_size, video=True)
+    with torch.no_grad():
+        predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += OBJ_SCORE_BIAS
+    module = SAM2(get_config(variant, image_size=image_size))
+    params = state_dict_to_params(ref.numpy_state_dict(predictor), param_shapes(module))
+    return predictor, module, {"params": jax.device_put(params)}
+
+
+def _frames_folder(num_frames: int, tmp: str) -> pathlib.Path:
+    """A folder with `num_frames` JPEG frames: the sample video's, or synthetic ones."""
+    folder = pathlib.Path(tmp) / "frames"
+    folder.mkdir()
+    if VIDEO.is_dir() and len(list_frames(VIDEO)) >= num_frames:
+        for p in list_frames(VIDEO)[:num_frames]:
+            os.symlink(p, folder / os.path.basename(p))
+        return folder
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(num_frames):
+        img = rng.integers(0, 256, (270, 480, 3), np.uint8)
+        Image.fromarray(img).save(folder / f"{i:05d}.jpg")
+    return folder
+
+
+def run_speed(variant: str, image_size: int, num_frames: int, repeats: int) -> dict:
+    predictor, module, variables = _models(variant, image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _frames_folder(num_frames, tmp)
+        paths = list_frames(folder)
+        hw = video_size(paths[0])
+        frames = load_frames(paths, image_size)
+        click = np.array([[0.45 * hw[1], 0.6 * hw[0]]], np.float32)
+        prompt = ObjectPrompt(
+            0, 0, points=points_to_model(click, hw, image_size), labels=np.array([1])
+        )
+
+        def ours_call():
+            return track_video(module, variables, frames, num_frames, [prompt])
+
+        with torch.inference_mode():
+            state = predictor.init_state(video_path=str(folder))
+
+        def reference_call():
+            with torch.inference_mode():
+                predictor.reset_state(state)
+                predictor.add_new_points_or_box(state, 0, 1, points=click, labels=np.array([1]))
+                return {
+                    f: m[0, 0].float().numpy() for f, _, m in predictor.propagate_in_video(state)
+                }
+
+        ours = measure(ours_call, repeats=repeats)
+        theirs = measure(reference_call, repeats=repeats)
+        # The timed outputs must agree: masks at model resolution, every frame.
+        ours_low = ours_call().low_res_masks[:, 0]  # (T, 4h, 4w)
+        theirs_video = reference_call()
+        agreement = _agreement(ours_low, theirs_video, hw)
+    title = f"video propagation {variant} @ {image_size}, {num_frames} frames, 1 object"
+    result = print_comparison(title, ours, theirs)
+    result["frames_per_s"] = {
+        "ours": num_frames / ours.median_s,
+        "reference": num_frames / theirs.median_s,
+    }
+    result["worst_frame_mask_agreement"] = agreement
+    print(
+        f"frames/s: sam2_jax {num_frames / ours.median_s:.2f}, reference "
+        f"{num_frames / theirs.median_s:.2f}; worst per-frame mask agreement {agreement:.4f}"
+    )
+    return result
+
+
+def _agreement(ours_low: np.ndarray, theirs: dict, hw: tuple[int, int]) -> float:
+    from sam2_jax.video_io import to_video_resolution
+
+    worst = 1.0
+    for f, expected in theirs.items():
+        got = np.asarray(to_video_resolution(ours_low[f][None], hw))[0]
+        worst = min(worst, float(((got > 0) == (expected > 0)).mean()))
+    return worst
+
+
+def run_memory(variant: str, image_size: int, lengths: tuple[int, ...], chunk: int = 8) -> dict:
+    """Peak RSS of `stream` over synthetic videos of each length (ours only)."""
+    module = SAM2(get_config(variant, image_size=image_size))
+    params = jax.jit(
+        lambda: jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), param_shapes(module))
+    )()
+    variables = {"params": params}
+    cfg = module.config
+    prompts = frame_prompts([], 1, 1, None)
+
+    def load(idx: np.ndarray) -> np.ndarray:  # synthetic frames, made on demand
+        rng = np.random.default_rng(int(idx[0]))
+        return rng.standard_normal((len(idx), image_size, image_size, 3), np.float32)
+
+    def track(num_frames: int, steps: int) -> None:
+        """The first frame as a prompted (conditioning) frame, then `steps` - 1 tracked."""
+        bank = empty_bank(1, cfg.embedding_size**2, cond_capacity=1)
+        click = ObjectPrompt(0, 0, points=np.array([[5.0, 5.0]]), labels=np.array([1]))
+        first = frame_prompts([click], 1, 1, None)
+        yes = np.ones((1, 1), bool)
+        bank, _ = stream(
+            module,
+            variables,
+            bank,
+            [0],
+            load,
+            lambda f: first,
+            yes,
+            init_cond=yes,
+            num_frames=num_frames,
+            chunk_size=chunk,
+        )
+        stream(
+            module,
+            variables,
+            bank,
+            range(1, steps),
+            load,
+            lambda f: prompts,
+            np.ones((steps - 1, 1), bool),
+            num_frames=num_frames,
+            chunk_size=chunk,
+            consume=lambda idx, out: None,
+        )
+
+    rows = []
+    for length in lengths:
+        track(length, 2 * chunk)  # compile for this length (num_frames is static)
+        baseline = _read_status_kib("VmRSS")
+        _reset_peak_rss()
+        start = time.perf_counter()
+        track(length, length)
+        seconds = time.perf_counter() - start
+        peak = (_read_status_kib("VmHWM") - baseline) / 1024
+        rows.append(
+            {
+                "frames": length,
+                "peak_mib_above_start": round(peak, 1),
+                "seconds": round(seconds, 2),
+                "frames_per_s": round(length / seconds, 2),
+            }
+        )
+        print(
+            f"streamed {length:5d} frames ({variant} @ {image_size}): peak RSS +{peak:7.1f} MiB, "
+            f"{length / seconds:6.2f} frames/s"
+        )
+    return {"title": f"memory vs video length {variant} @ {image_size}", "rows": rows}
+
+
+def run_all(repeats: int) -> list[dict]:
+    """The registered benchmark: sam2.1_hiera_t at 512 and 1024 (8 frames; the reference
+    takes seconds per frame on CPU, so at most 2 timed repeats), and memory at 256 for 50 vs
+    1000 streamed frames."""
+    repeats = min(repeats, 2)
+    results = [run_speed("sam2.1_hiera_t", size, 8, repeats) for size in (512, 1024)]
+    results.append(run_memory("sam2.1_hiera_t", 256, (50, 1000)))
+    return results
