@@ -15,11 +15,7 @@ from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor as ReferencePredictor
 
 from bench.harness import measure, print_comparison
-from sam2_jax.build import SAM2Model
-from sam2_jax.config import get_config
-from sam2_jax.convert import state_dict_to_params
 from sam2_jax.image_predictor import SAM2ImagePredictor
-from sam2_jax.modeling.sam2_base import SAM2, param_shapes
 from tests import reference as ref
 
 IMAGE = "truck.jpg"
@@ -27,10 +23,7 @@ IMAGE = "truck.jpg"
 
 def _predictors(variant: str, image_size: int) -> tuple[SAM2ImagePredictor, ReferencePredictor]:
     torch_model = ref.build_reference(variant, image_size)
-    config = get_config(variant, image_size=image_size)
-    module = SAM2(config)
-    params = state_dict_to_params(ref.numpy_state_dict(torch_model), param_shapes(module))
-    ours = SAM2ImagePredictor(SAM2Model(config, module, jax.device_put(params)))
+    ours = SAM2ImagePredictor(ref.converted_model(torch_model, variant, image_size))
     theirs = ReferencePredictor(torch_model)
     # The reference hard-codes the 1024 feature sizes.
     theirs._bb_feat_sizes = [(image_size // d,) * 2 for d in (4, 8, 16)]

@@ -237,3 +237,14 @@ def convert_memory(torch_model: torch.nn.Module, name: str, image_size: int) -> 
     `MemoryEncoder` / `MemoryAttention` modules via `{"params": params["memory_encoder"]}`."""
     _, shapes = memory_model(name, image_size)
     return state_dict_to_params(numpy_state_dict(torch_model, MEMORY_PREFIXES), shapes)
+
+
+def converted_model(torch_model: torch.nn.Module, name: str, image_size: int):
+    """The reference's whole state_dict converted strictly into our `SAM2Model`."""
+    from sam2_jax.build import SAM2Model
+    from sam2_jax.modeling.sam2_base import param_shapes
+
+    config = get_config(name, image_size=image_size)
+    module = SAM2(config)
+    params = state_dict_to_params(numpy_state_dict(torch_model), param_shapes(module))
+    return SAM2Model(config, module, jax.device_put(params))

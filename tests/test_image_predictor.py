@@ -7,18 +7,13 @@ predictions within MAX_IOU_ERROR absolute.
 
 import functools
 
-import jax
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor as ReferencePredictor
 
-from sam2_jax.build import SAM2Model
-from sam2_jax.config import get_config
-from sam2_jax.convert import state_dict_to_params
 from sam2_jax.image_predictor import SAM2ImagePredictor
-from sam2_jax.modeling.sam2_base import SAM2, param_shapes
 from tests import reference as ref
 
 MIN_MASK_AGREEMENT = 0.999
@@ -30,10 +25,7 @@ IMAGES = ["truck.jpg", "groceries.jpg", "cars.jpg"]
 @functools.lru_cache(maxsize=2)
 def predictor_pair(name: str, size: int):
     torch_model = ref.build_reference(name, size)
-    config = get_config(name, image_size=size)
-    module = SAM2(config)
-    params = state_dict_to_params(ref.numpy_state_dict(torch_model), param_shapes(module))
-    ours = SAM2ImagePredictor(SAM2Model(config, module, jax.device_put(params)))
+    ours = SAM2ImagePredictor(ref.converted_model(torch_model, name, size))
     theirs = ReferencePredictor(torch_model)
     # The reference hard-codes the 1024 feature sizes; give it the reduced ones.
     theirs._bb_feat_sizes = [(size // 4,) * 2, (size // 8,) * 2, (size // 16,) * 2]
