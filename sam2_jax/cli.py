@@ -241,6 +241,33 @@ def segment_image(args: argparse.Namespace) -> None:
     print(f"{len(files)} mask(s) (IoU predictions {ious}), overlay.png, scores.json -> {out}")
 
 
+def evaluate_vos(args: argparse.Namespace) -> None:
+    from sam2_jax.evaluation import evaluate_folders, format_results, to_json, write_results
+
+    gts, preds = args.gt, args.pred
+    if len(gts) == 1:
+        gts = gts * len(preds)
+    if len(gts) != len(preds):
+        raise SystemExit(f"eval: {len(args.gt)} --gt folders for {len(preds)} --pred folders")
+    if len(preds) > 1 and args.out and not args.out.endswith(".json"):
+        raise SystemExit("eval: with several --pred folders, --out must be a .json file")
+    results = {}
+    for gt, pred in zip(gts, preds, strict=True):
+        res = evaluate_folders(
+            gt, pred, skip_first_last=not args.all_frames, bound_th=args.bound_th
+        )
+        results[pred] = res
+        print(f"== {pred} vs {gt}")
+        print(format_results(res))
+    if args.out:
+        if len(preds) == 1:
+            write_results(results[preds[0]], args.out)
+        else:
+            with open(args.out, "w") as f:
+                json.dump({p: to_json(r) for p, r in results.items()}, f, indent=1)
+        print(f"scores -> {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sam2-jax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +340,27 @@ def main(argv: list[str] | None = None) -> None:
     seg.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     seg.add_argument("--out", required=True, help="output directory (created if missing)")
     seg.set_defaults(run=segment_image)
+
+    ev = commands.add_parser(
+        "eval",
+        help="video object segmentation scores: J, F and J&F per object, video and dataset",
+        description="Scores predicted masks against ground truth with the DAVIS measures: "
+        "J (region IoU), F (boundary F-measure, tolerance 0.008 x image diagonal) and J&F, "
+        "skipping the first and last frame as DAVIS does. Folders hold <video>/<frame>.png "
+        "palettised object-id PNGs (DAVIS / YouTube-VOS; 255 = void) or "
+        "<video>/<object id>/<frame>.png binary PNGs (SA-V).",
+    )
+    ev.add_argument("--gt", action="append", required=True, help="ground-truth root; repeatable")
+    ev.add_argument(
+        "--pred",
+        action="append",
+        required=True,
+        help="prediction root; repeatable (one --gt for all, or one --gt per --pred)",
+    )
+    ev.add_argument("--out", help="write scores as .json (all) or .csv (per object)")
+    ev.add_argument("--all-frames", action="store_true", help="also score the first and last frame")
+    ev.add_argument("--bound-th", type=float, default=0.008, help="F boundary tolerance")
+    ev.set_defaults(run=evaluate_vos)
 
     args = parser.parse_args(argv)
     args.run(args)

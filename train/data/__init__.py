@@ -1,0 +1,1 @@
+"""Training data: tfds ArrayRecord builders, reference augmentations, a checkpointable loader."""
