@@ -379,3 +379,36 @@ def test_synthetic_videos_move_occlude_leave_enter():
     )
     np.testing.assert_array_equal(generate_video(0, 2).frames, generate_video(0, 2).frames)
     assert not np.array_equal(generate_video(0, 2).frames, generate_video(1, 2).frames)
+
+
+def test_loader_position_saved_with_orbax(synthetic_dir, tmp_path):
+    """The iterator position travels in an Orbax checkpoint beside the params."""
+    import grain
+    import orbax.checkpoint as ocp
+
+    cfg = DataConfig(
+        dataset_dir=synthetic_dir, image_size=32, num_frames=4, batch_size=2, num_threads=0
+    )
+    it = make_loader(cfg, seed=1)
+    next(it)
+    mgr = ocp.CheckpointManager(str(tmp_path / "ckpt"), item_names=("params", "data"))
+    params = {"w": np.arange(3.0)}
+    mgr.save(
+        1,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params), data=grain.checkpoint.CheckpointSave(it)
+        ),
+    )
+    mgr.wait_until_finished()
+    want = next(it)
+    resumed = make_loader(cfg, seed=1)
+    mgr.restore(
+        1,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(params),
+            data=grain.checkpoint.CheckpointRestore(resumed),
+        ),
+    )
+    got = next(resumed)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
