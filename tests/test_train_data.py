@@ -242,12 +242,14 @@ def test_augment_deterministic_given_seed():
 
 
 def test_color_jitter_and_grayscale():
-    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_allclose(augment.apply_jitter(x, [0], [1.5, 1, 1]), np.clip(x * 1.5, 0, 255))
-    sat0 = augment.apply_jitter(x, [2], [1, 1, 0.0])  # saturation 0 -> grey
-    np.testing.assert_allclose(sat0[..., 0], sat0[..., 2], atol=1e-3)
-    con0 = augment.apply_jitter(x[:1], [1], [1, 0.0, 1])  # contrast 0 -> the mean luma
-    assert np.ptp(con0) < 1e-3
+    x = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    bright = augment.apply_jitter(x, [0, 1, 2], [1.5, 1.0, 1.0]).astype(int)
+    assert np.abs(bright - np.clip(x * 1.5, 0, 255)).max() <= 1
+    sat0 = augment.apply_jitter(x, [2], [1.0, 1.0, 0.0])  # saturation 0 -> grey
+    assert np.abs(sat0[..., 0].astype(int) - sat0[..., 2]).max() <= 1
+    con0 = augment.apply_jitter(x, [1], [1.0, 0.0, 1.0])  # contrast 0 -> one flat colour
+    assert np.ptp(con0) == 0
+    np.testing.assert_array_equal(augment.apply_jitter(x, [0, 1, 2], [1.0, 1.0, 1.0]), x)
     frames, masks = _marked_clip()
     cfg = dataclasses.replace(NO_AUG, grayscale_p=1.0)
     f, _ = augment.augment_clip(frames, masks, np.random.default_rng(0), cfg, 40)

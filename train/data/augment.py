@@ -19,9 +19,7 @@ import dataclasses
 import math
 
 import numpy as np
-from PIL import Image
-
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as PIL / torch
+from PIL import Image, ImageEnhance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +114,8 @@ def resize_square(
     return out_f, out_m
 
 
-def _gray(x: np.ndarray) -> np.ndarray:
-    """(..., 3) float -> (..., 1) luma."""
-    return (x @ GRAY_WEIGHTS)[..., None]
+# torchvision's adjust_brightness / adjust_contrast / adjust_saturation on PIL images
+_ENHANCERS = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
 
 
 def jitter_params(rng: np.random.Generator, strengths: tuple[float, float, float]):
@@ -128,20 +125,20 @@ def jitter_params(rng: np.random.Generator, strengths: tuple[float, float, float
     return order, factors
 
 
-def apply_jitter(x: np.ndarray, order, factors) -> np.ndarray:
-    """Colour jitter on (..., H, W, 3) float32 in [0, 255]; contrast blends towards the mean
-    luma of each image, saturation towards its luma (as torchvision's adjust_*)."""
+def apply_jitter(frame: np.ndarray, order, factors) -> np.ndarray:
+    """Colour jitter of one (H, W, 3) uint8 frame with PIL's enhancers, as the reference
+    (brightness blends towards black, contrast towards the mean luma, saturation towards the
+    frame's luma; uint8 after each step)."""
+    img = Image.fromarray(frame)
     for op in order:
-        f = np.float32(factors[op])
-        if op == 0:
-            x = x * f
-        elif op == 1:
-            mean = _gray(x).mean(axis=(-3, -2, -1), keepdims=True)
-            x = f * x + (1 - f) * mean
-        else:
-            x = f * x + (1 - f) * _gray(x)
-        x = np.clip(x, 0.0, 255.0)
-    return x
+        if factors[op] != 1.0:
+            img = _ENHANCERS[op](img).enhance(float(factors[op]))
+    return np.asarray(img)
+
+
+def grayscale(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> its luma (PIL "L", ITU-R 601-2) in all three channels."""
+    return np.asarray(Image.fromarray(frame).convert("L").convert("RGB"))
 
 
 def augment_clip(
@@ -157,9 +154,12 @@ def augment_clip(
     if cfg.affine_degrees or cfg.affine_shear:
         frames, masks = random_affine(frames, masks, rng, cfg)
     frames, masks = resize_square(frames, masks, size)
-    x = frames.astype(np.float32)
-    x = apply_jitter(x, *jitter_params(rng, cfg.clip_jitter))
-    if rng.random() < cfg.grayscale_p:
-        x = np.repeat(_gray(x), 3, axis=-1)
-    x = np.stack([apply_jitter(f, *jitter_params(rng, cfg.frame_jitter)) for f in x])
-    return np.round(x).astype(np.uint8), np.ascontiguousarray(masks)
+    clip_order, clip_factors = jitter_params(rng, cfg.clip_jitter)
+    gray = rng.random() < cfg.grayscale_p
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        frame = apply_jitter(frame, clip_order, clip_factors)
+        if gray:
+            frame = grayscale(frame)
+        out[i] = apply_jitter(frame, *jitter_params(rng, cfg.frame_jitter))
+    return out, np.ascontiguousarray(masks)

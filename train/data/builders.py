@@ -120,8 +120,14 @@ class VosFolder(_VideoBuilder):
             ]
             labels = []
             for n in jpgs:
-                with Image.open(os.path.join(png_dir, pngs[int(os.path.splitext(n)[0])])) as img:
-                    labels.append(np.asarray(img.convert("P") if img.mode != "L" else img))
+                path = os.path.join(png_dir, pngs[int(os.path.splitext(n)[0])])
+                with Image.open(path) as img:
+                    if img.mode not in ("P", "L"):
+                        raise ValueError(
+                            f"{path}: masks must be palettised (or 8-bit grey) object-id PNGs, "
+                            f"got mode {img.mode}"
+                        )
+                    labels.append(np.asarray(img))
             if not labels:
                 self._keep(name, 0, 0)
                 continue
