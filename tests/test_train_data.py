@@ -13,16 +13,18 @@ import zlib
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_jax.train.data import AugmentConfig, DataConfig, augment, make_loader, records
-from sam2_jax.train.data.builders import MovingShapes, SavMasklets, VosFolder
+from sam2_jax.train.data.builders import MovingShapes, SavMasklets, VosFolder, prepare
 from sam2_jax.train.data.loader import data_source
 from sam2_jax.train.data.sampler import choose_clip, make_example
 from sam2_jax.train.data.synthetic import generate_video
 from tests.reference import SHARED_DATA
 
+tfds.disable_progress_bar()
 BEDROOM = os.path.join(SHARED_DATA, "videos", "bedroom")
 NO_AUG = AugmentConfig(
     hflip_p=0.0,
@@ -35,19 +37,13 @@ NO_AUG = AugmentConfig(
 SYN = dict(seed=3, num_frames=10, height=64, width=64, num_objects=3)
 
 
-def _prepare(builder):
-    """Prepares the dataset; -> its folder (<data_dir>/<name>/<version>)."""
-    builder.download_and_prepare()
-    return builder.data_dir
-
-
 # ---------------------------------------------------------------- fixtures (built once)
 
 
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds_syn")
-    return _prepare(
+    return prepare(
         MovingShapes(splits={"train": 6, "validation": 2}, min_frames=8, data_dir=str(root), **SYN)
     )
 
@@ -85,7 +81,7 @@ def davis_dir(tmp_path_factory):
     builder = VosFolder(
         splits={"train": (str(img), str(gt))}, min_frames=4, data_dir=str(root / "tfds")
     )
-    return _prepare(builder), str(img)
+    return prepare(builder), str(img)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +112,7 @@ def sav_dir(tmp_path_factory):
     with open(root / "sav_000" / "sav_000001_manual.json", "w") as f:
         json.dump({"video_id": "sav_000001", "masklet": masklet, "masklet_id": [0, 1]}, f)
     builder = SavMasklets(splits={"train": str(root)}, min_frames=4, data_dir=str(root / "tfds"))
-    return _prepare(builder), video
+    return prepare(builder), video
 
 
 # ---------------------------------------------------------------- builders
@@ -174,7 +170,7 @@ def test_sav_missing_video(tmp_path):
         json.dump({"masklet": [[None]]}, f)
     builder = SavMasklets(splits={"train": str(tmp_path)}, data_dir=str(tmp_path / "o"))
     with pytest.raises(FileNotFoundError, match="have no video"):
-        builder.download_and_prepare()
+        prepare(builder)
 
 
 # ---------------------------------------------------------------- sampling and augmentation

@@ -18,7 +18,7 @@ training clip length, 8 by default in the reference) are skipped when preparing,
 sampler never meets a video it cannot cut a clip from. Usage:
 
     builder = VosFolder(splits={"train": (img_dir, gt_dir)}, data_dir=out_dir)
-    builder.download_and_prepare()
+    dataset_dir = prepare(builder)  # <out_dir>/vos_folder/1.0.0, for DataConfig.dataset_dir
     source = builder.as_data_source("train")  # len(source), source[i] -> record dict
 """
 
@@ -76,6 +76,13 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             )
             return False
         return True
+
+
+def prepare(builder: tfds.core.DatasetBuilder) -> str:
+    """Writes the dataset unless already there; -> its folder (<data_dir>/<name>/<version>),
+    what `DataConfig.dataset_dir` takes."""
+    builder.download_and_prepare()
+    return builder.data_dir
 
 
 def _sorted_by_stem(names: list[str]) -> list[str]:
