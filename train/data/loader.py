@@ -38,7 +38,8 @@ class DataConfig:
     augment: the reference augmentations; None only resizes (evaluation).
     num_epochs: passes over this shard; None repeats forever.
     num_threads / prefetch: grain read threads and prefetched elements (0 threads: inline).
-    num_workers: > 0 runs the pipeline in that many worker processes (grain mp_prefetch).
+    num_workers: > 0 runs the pipeline in that many worker processes (grain mp_prefetch;
+      the same batches as inline, but a saved state resumes only with the same num_workers).
     """
 
     dataset_dir: str
@@ -138,5 +139,11 @@ def make_loader(
         grain.ReadOptions(num_threads=cfg.num_threads, prefetch_buffer_size=cfg.prefetch)
     )
     if cfg.num_workers > 0:
+        from absl import flags
+
+        # grain <= 0.2.18 reads an Abseil flag when starting workers and fails unless flags
+        # were parsed (google/grain#1355); outside an absl app, keep every flag's default.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers))
     return iter(it_ds)
