@@ -136,6 +136,12 @@ def test_against_independent_implementation():
     gt = _square((30, 30), 5, 5, 12)
     pred = _square((30, 30), 9, 7, 10)
     assert contour_accuracy(pred, gt, bound_th=0.1) == pytest.approx(_loop_f(pred, gt, 0.1))
+    # masks at the image border, with a tolerance reaching past it
+    gt = _square((30, 40), 0, 0, 9)
+    pred = np.zeros((30, 40), bool)
+    pred[3:30, 30:40] = True
+    for th in (0.45, 0.5, 0.6):  # radius 23, 25, 30: partial matches
+        assert contour_accuracy(pred, gt, bound_th=th) == pytest.approx(_loop_f(pred, gt, th))
 
 
 # ---------------------------------------------------------------- folders and CLI

@@ -101,6 +101,14 @@ def contour_accuracy(
     elif n_gt == 0:
         precision, recall = 0.0, 1.0
     else:
+        # Dilated pixels lie within `radius` of a boundary pixel: work on that window only.
+        rows = np.flatnonzero((pred_b | gt_b).any(axis=1))
+        cols = np.flatnonzero((pred_b | gt_b).any(axis=0))
+        window = (
+            slice(max(rows[0] - radius, 0), rows[-1] + radius + 1),
+            slice(max(cols[0] - radius, 0), cols[-1] + radius + 1),
+        )
+        pred_b, gt_b = pred_b[window], gt_b[window]
         structure = disk(radius)
         gt_dil = ndimage.binary_dilation(gt_b, structure=structure)
         pred_dil = ndimage.binary_dilation(pred_b, structure=structure)
