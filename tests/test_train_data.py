@@ -165,6 +165,19 @@ def test_sav_records(sav_dir):
     assert err < 6.0, err  # h264 + JPEG, but the same pictures in the same order
 
 
+def test_sav_annotations_past_the_video_end(sav_dir, tmp_path):
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(sav_dir[0])))  # <root>/tfds/name/1.0.0
+    shutil.copy(os.path.join(root, "sav_000", "sav_000001.mp4"), tmp_path / "v.mp4")
+    empty = {"size": [48, 64], "counts": "PP5"}  # not decoded before the check
+    with open(tmp_path / "v_manual.json", "w") as f:
+        json.dump({"masklet": [[empty]] * 7}, f)  # frame 24 of a 24-frame video
+    builder = SavMasklets(splits={"train": str(tmp_path)}, data_dir=str(tmp_path / "o"))
+    with pytest.raises(ValueError, match=r"annotated frames \[24\] are past the video's end"):
+        prepare(builder)
+
+
 def test_sav_missing_video(tmp_path):
     with open(tmp_path / "x_manual.json", "w") as f:
         json.dump({"masklet": [[None]]}, f)

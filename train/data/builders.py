@@ -169,19 +169,23 @@ class VosFolder(_VideoBuilder):
             )
 
 
-def _decode_selected(path: str, wanted: set[int]) -> dict[int, np.ndarray]:
-    """Frame index -> (H, W, 3) uint8 RGB for the `wanted` frames of a video file (PyAV)."""
+def _encode_selected(path: str, wanted: set[int]) -> tuple[dict[int, bytes], tuple[int, int]]:
+    """The `wanted` frames of a video file (PyAV), JPEG-encoded as they are decoded (a long
+    1080p video never sits in memory) -> ({frame index: JPEG bytes}, (height, width))."""
     import av
 
-    out: dict[int, np.ndarray] = {}
+    out: dict[int, bytes] = {}
+    size = (0, 0)
     last = max(wanted) if wanted else -1
     with av.open(path) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                out[i] = frame.to_ndarray(format="rgb24")
+                rgb = frame.to_ndarray(format="rgb24")
+                size = rgb.shape[:2]
+                out[i] = records.encode_image(rgb)
             if i >= last:
                 break
-    return out
+    return out, size
 
 
 class SavMasklets(_VideoBuilder):
@@ -217,14 +221,13 @@ class SavMasklets(_VideoBuilder):
             if not self._keep(name, len(keep), num_obj):
                 continue
             frame_ids = [i * self._ann_every for i in keep]
-            decoded = _decode_selected(video_path, set(frame_ids))
-            missing = [i for i in frame_ids if i not in decoded]
+            encoded, (h, w) = _encode_selected(video_path, set(frame_ids))
+            missing = [i for i in frame_ids if i not in encoded]
             if missing:
                 raise ValueError(
                     f"{video_path}: annotated frames {missing[:5]} are past the video's end "
-                    f"({len(decoded)} of {len(frame_ids)} found; ann_every={self._ann_every})"
+                    f"({len(encoded)} of {len(frame_ids)} found; ann_every={self._ann_every})"
                 )
-            h, w = decoded[frame_ids[0]].shape[:2]
             size = per_frame[keep[0]][0]["size"]
             if list(size) != [h, w]:
                 raise ValueError(f"{json_path}: masks are {size}, video frames are {[h, w]}")
@@ -233,7 +236,7 @@ class SavMasklets(_VideoBuilder):
                 for o, rle in enumerate(per_frame[i]):
                     c = rle["counts"]
                     table[r, o] = c.encode("ascii") if isinstance(c, str) else bytes(c)
-            frames = [records.encode_image(decoded[i]) for i in frame_ids]
+            frames = [encoded[i] for i in frame_ids]
             yield name, records.make_record(name, frames, frame_ids, ids, table, h, w)
 
 
