@@ -350,6 +350,28 @@ def test_loader_errors(tmp_path, synthetic_dir):
         make_loader(DataConfig(dataset_dir=synthetic_dir), split="test")
 
 
+def test_clip_without_visible_objects_has_no_valid_object():
+    """No start shows an object: the clip keeps its frames and contributes no loss."""
+    frames = [records.encode_image(np.full((20, 24, 3), 9 * t, np.uint8), "PNG") for t in range(5)]
+    masks = np.zeros((5, 2, 20, 24), bool)
+    masks[4, 1, 5:9, 5:9] = True  # visible only in the last frame
+    rec = records.make_record(
+        "v", frames, np.arange(5), np.array([1, 2]), records.encode_masks(masks), 20, 24
+    )
+    ex = make_example(rec, np.random.default_rng(0), image_size=16, num_frames=3, max_objects=2)
+    assert not ex["object_valid"].any() and not ex["masks"].any()
+    assert ex["frames"].shape == (3, 16, 16, 3)
+    ex = make_example(
+        rec,
+        np.random.default_rng(0),
+        image_size=16,
+        num_frames=3,
+        max_objects=2,
+        reverse_time_prob=1.0,
+    )  # reversed clips end where they start: frame 4 comes first and shows object 2
+    assert ex["object_valid"].tolist() == [True, False] and ex["masks"][0, 0].any()
+
+
 def test_make_example_without_augmentation_is_resize_only(synthetic_dir):
     rec = data_source(synthetic_dir, "train")[2]
     ex = make_example(rec, np.random.default_rng(0), image_size=64, num_frames=10, max_objects=4)

@@ -86,6 +86,9 @@ def prepare(builder: tfds.core.DatasetBuilder) -> str:
 
 
 def _sorted_by_stem(names: list[str]) -> list[str]:
+    bad = [n for n in names if not os.path.splitext(n)[0].isdigit()]
+    if bad:
+        raise ValueError(f"frame files must be named by frame number (00000.jpg), got {bad[:3]}")
     return sorted(names, key=lambda n: int(os.path.splitext(n)[0]))
 
 
