@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pathlib
 import sys
 import zlib
 
@@ -22,9 +23,10 @@ from sam2_jax.train.data.builders import MovingShapes, SavMasklets, VosFolder, p
 from sam2_jax.train.data.loader import data_source
 from sam2_jax.train.data.sampler import choose_clip, make_example
 from sam2_jax.train.data.synthetic import generate_video
-from tests.reference import SHARED_DATA
 
 tfds.disable_progress_bar()
+# the shared sample data beside the project root (as tests/reference.py, without its torch import)
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 BEDROOM = os.path.join(SHARED_DATA, "videos", "bedroom")
 NO_AUG = AugmentConfig(
     hflip_p=0.0,
