@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from sam2_jax import video_cli
+
 DEFAULT_IMAGE = "groceries.jpg"
 
 
@@ -361,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--all-frames", action="store_true", help="also score the first and last frame")
     ev.add_argument("--bound-th", type=float, default=0.008, help="F boundary tolerance")
     ev.set_defaults(run=evaluate_vos)
+
+    video_cli.add_parser(commands)  # track-video
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -5,9 +5,9 @@
   its frame and runs `tracking.track_step` for B objects that share the frame's features.
   Per-frame outputs (low-res logits, object scores, ...) are the scan's outputs.
 - `propagate_videos`: the same scan vmapped over a leading video axis.
-- `stream`: the host-side driver. It feeds a frame order of any length through the one
-  compiled scan in fixed-size chunks (the last one padded with untracked steps), carrying the
-  bank, so device memory does not depend on the video's length.
+- `stream` (and the generator `iter_chunks`): the host-side driver. It feeds a frame order
+  of any length through the one compiled scan in fixed-size chunks (the last one padded with
+  untracked steps), carrying the bank, so device memory does not depend on the video's length.
 - `track_video`: the reference video predictor's behaviour when every prompt is given before
   propagation. Prompted frames are decoded first as initial conditioning frames (no memory)
   and written as conditioning memories; propagation then tracks every other frame from the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -220,7 +220,7 @@ def _stack_prompts(prompts: Sequence[FramePrompts]) -> FramePrompts:
     )
 
 
-def stream(
+def iter_chunks(
     module: SAM2,
     variables: Variables,
     bank: MemoryBank,
@@ -236,25 +236,11 @@ def stream(
     write_rule: WriteRule = reference_write_rule,
     seed: MemoryBank | None = None,
     seed_start: int = 0,
-    consume: Callable[[np.ndarray, StepOutput], None] | None = None,
-) -> tuple[MemoryBank, MemoryBank | None]:
-    """Runs `propagate` over `order` in chunks of `chunk_size` steps (one compiled program).
+) -> Generator[tuple[np.ndarray, StepOutput], None, tuple[MemoryBank, MemoryBank | None]]:
+    """`stream` as a generator: yields (frame indices (n,), StepOutput as numpy with leading
+    (n, B)) after each chunk, without the padding steps, and returns (bank, seed).
 
-    Args:
-      order: frame indices in tracking order.
-      load_frames: (n,) frame indices -> (n, S, S, 3) float32 normalized frames; called once
-        per chunk, so only a chunk of frames is ever in memory.
-      prompts: frame index -> that frame's `FramePrompts` (B objects, fixed P).
-      track: (len(order), B) bool, objects processed at each step.
-      init_cond: (len(order), B) bool, force initial-conditioning decoding (default none).
-      consume: called with (frame indices (n,), StepOutput as numpy with leading (n, B)) after
-        each chunk, without the padding steps.
-
-    Returns:
-      (bank, seed) after the last frame.
-
-    Raises:
-      ValueError: when a conditioning memory does not fit the bank's conditioning slots.
+    A consumer that stops early leaves the remaining chunks uncomputed.
     """
     order = np.asarray(order, np.int32)
     track = np.asarray(track, bool)
@@ -294,9 +280,69 @@ def stream(
                 f"object {obj} got a conditioning memory on frame {idx[step]} but its "
                 f"{bank.cond_capacity} conditioning slots are taken; use a larger cond_capacity"
             )
+        yield idx, out
+    return bank, seed
+
+
+def stream(
+    module: SAM2,
+    variables: Variables,
+    bank: MemoryBank,
+    order: Sequence[int],
+    load_frames: Callable[[np.ndarray], np.ndarray],
+    prompts: Callable[[int], FramePrompts],
+    track: np.ndarray,
+    *,
+    init_cond: np.ndarray | None = None,
+    num_frames: int,
+    reverse: bool = False,
+    chunk_size: int = 8,
+    write_rule: WriteRule = reference_write_rule,
+    seed: MemoryBank | None = None,
+    seed_start: int = 0,
+    consume: Callable[[np.ndarray, StepOutput], None] | None = None,
+) -> tuple[MemoryBank, MemoryBank | None]:
+    """Runs `propagate` over `order` in chunks of `chunk_size` steps (one compiled program).
+
+    Args:
+      order: frame indices in tracking order.
+      load_frames: (n,) frame indices -> (n, S, S, 3) float32 normalized frames; called once
+        per chunk, so only a chunk of frames is ever in memory.
+      prompts: frame index -> that frame's `FramePrompts` (B objects, fixed P).
+      track: (len(order), B) bool, objects processed at each step.
+      init_cond: (len(order), B) bool, force initial-conditioning decoding (default none).
+      consume: called with (frame indices (n,), StepOutput as numpy with leading (n, B)) after
+        each chunk, without the padding steps.
+
+    Returns:
+      (bank, seed) after the last frame.
+
+    Raises:
+      ValueError: when a conditioning memory does not fit the bank's conditioning slots.
+    """
+    chunks = iter_chunks(
+        module,
+        variables,
+        bank,
+        order,
+        load_frames,
+        prompts,
+        track,
+        init_cond=init_cond,
+        num_frames=num_frames,
+        reverse=reverse,
+        chunk_size=chunk_size,
+        write_rule=write_rule,
+        seed=seed,
+        seed_start=seed_start,
+    )
+    while True:
+        try:
+            idx, out = next(chunks)
+        except StopIteration as done:
+            return done.value
         if consume is not None:
             consume(idx, out)
-    return bank, seed
 
 
 @dataclasses.dataclass

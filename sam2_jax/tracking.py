@@ -182,6 +182,41 @@ def _memory_sequence(m: SAM2, bank: MemoryBank, frame_idx: jax.Array, reverse, n
     return memory, memory_pos, key_mask, jnp.asarray(rope_mask), jnp.asarray(rope_index)
 
 
+def _new_memory(
+    m: SAM2,
+    raw: jax.Array,
+    low_res: jax.Array,
+    score: jax.Array,
+    binarize: jax.Array,
+    dtype: jnp.dtype,
+) -> jax.Array:
+    """New spatial memories (reference `_encode_new_memory`) from low-res logits.
+
+    The mask is the low-res logits upsampled to the input size, as the video predictor does
+    for prompted frames; binarized (`> 0`) where `binarize`, else a sigmoid.
+
+    Args:
+      raw: (B, h, w, C) the frame's stride-16 features (not memory-conditioned).
+      low_res: (B, 4h, 4w) logits; score: (B,) object score logits; binarize: (B,) bool.
+
+    Returns:
+      (B, HW, M) in `dtype`.
+    """
+    cfg = m.config
+    b, h, w, _ = raw.shape
+    size = cfg.image_size
+    high = upsample_bilinear(low_res[..., None].astype(jnp.float32), (size, size))
+    mask_for_mem = jnp.where(
+        binarize[:, None, None, None], (high > 0).astype(high.dtype), jax.nn.sigmoid(high)
+    )
+    mask_for_mem = mask_for_mem * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
+    mem, _ = m.memory_encoder(raw, mask_for_mem)  # (B, h, w, M)
+    if m.no_obj_embed_spatial is not None:
+        absent = (score <= 0).astype(mem.dtype)[:, None, None, None]
+        mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
+    return mem.reshape(b, h * w, -1).astype(dtype)  # (B, h, w, M) -> (B, HW, M)
+
+
 def _step(
     m: SAM2,
     bank: MemoryBank,
@@ -193,13 +228,20 @@ def _step(
     num_frames: int,
     reverse,
     write_rule: WriteRule,
+    prev_logits: jax.Array | None = None,
+    encode_memory: bool = True,
 ) -> tuple[MemoryBank, StepOutput]:
-    """`track_step` on a bound module."""
+    """`track_step` on a bound module.
+
+    prev_logits: optional (B, 4h, 4w) low-res logits fed to the prompt encoder as a dense
+      prompt (clamped to [-32, 32]), as the reference does when a frame is clicked again.
+    encode_memory: static; False skips the memory encoder and leaves the bank unchanged
+      (memory_features are zeros), as the reference's interactive decoding does.
+    """
     cfg = m.config
     b = prompts.num_points.shape[0]
     feat = features["vision_features"]  # (1, h, w, C)
     _, h, w, c = feat.shape
-    size = cfg.image_size
     high_res = tuple(jnp.broadcast_to(x, (b, *x.shape[1:])) for x in features["backbone_fpn"][:2])
     raw = jnp.broadcast_to(feat, (b, h, w, c))
 
@@ -235,11 +277,12 @@ def _step(
     # SAM heads on the padded points; multimask iff at most one click (0 on tracking frames).
     p = prompts.point_coords.shape[1]
     point_valid = jnp.arange(p)[None, :] < prompts.num_points[:, None]  # (B, P)
+    dense = None if prev_logits is None else jnp.clip(prev_logits, -32.0, 32.0)[..., None]
     heads = m.forward_sam_heads(
         pix_feat,
         prompts.point_coords,
         prompts.point_labels,
-        None,
+        dense,
         high_res,
         multimask_output=prompts.num_points <= 1,
         point_valid=point_valid,
@@ -267,20 +310,12 @@ def _step(
         obj_ptr = jnp.where(use[:, None], mask_out[2], obj_ptr)
         iou = jnp.where(use, 1.0, iou)
 
-    # New memory (reference `_encode_new_memory`), from the low-res mask upsampled, as the
-    # video predictor does for prompted frames; binarized on prompted frames, else sigmoid.
-    high = upsample_bilinear(low_res[..., None].astype(jnp.float32), (size, size))
-    mask_for_mem = jnp.where(
-        has_prompt[:, None, None, None], (high > 0).astype(high.dtype), jax.nn.sigmoid(high)
-    )
-    mask_for_mem = mask_for_mem * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
-    mem, _ = m.memory_encoder(raw, mask_for_mem)  # (B, h, w, M)
-    if m.no_obj_embed_spatial is not None:
-        absent = (score <= 0).astype(mem.dtype)[:, None, None, None]
-        mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
-    mem = mem.reshape(b, h * w, -1).astype(bank.recent_features.dtype)  # (B, HW, M)
-
-    bank, overflow = write_rule(bank, frame_idx, mem, obj_ptr, has_prompt, active)
+    if encode_memory:
+        mem = _new_memory(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
+        bank, overflow = write_rule(bank, frame_idx, mem, obj_ptr, has_prompt, active)
+    else:
+        mem = jnp.zeros((b, h * w, cfg.mem_dim), bank.recent_features.dtype)
+        overflow = jnp.zeros((b,), bool)
     low_res = jnp.where(active[:, None, None], low_res, NO_OBJ_SCORE)
     outputs = StepOutput(
         low_res_masks=low_res.astype(jnp.float32),
@@ -308,6 +343,8 @@ def track_step(
     write_rule: WriteRule = reference_write_rule,
     track: jax.Array | None = None,
     is_init_cond: jax.Array | None = None,
+    prev_logits: jax.Array | None = None,
+    encode_memory: bool = True,
 ) -> tuple[MemoryBank, StepOutput]:
     """Tracks B objects on one frame and writes their new memories into the bank.
 
@@ -325,6 +362,10 @@ def track_step(
       is_init_cond: (B,) bool override of "decode without memory" (default: prompted and no
         conditioning memory yet). The video predictor's prompts given before propagation are
         all initial conditioning frames, even for an object prompted on several frames.
+      prev_logits: (B, 4h, 4w) previous low-res logits of a frame clicked again, fed to the
+        prompt encoder as a dense prompt (clamped to [-32, 32]); None for no dense prompt.
+      encode_memory: False skips the memory encoder and returns the bank unchanged (the
+        reference decodes interactive clicks so; `encode_prompted_memory` encodes later).
 
     Returns:
       the new bank and the per-object `StepOutput`.
@@ -335,8 +376,38 @@ def track_step(
     def run(m: SAM2):
         return _step(
             m, bank, features, frame_idx, prompts, track, is_init_cond, num_frames, reverse,
-            write_rule,
+            write_rule, prev_logits, encode_memory,
         )  # fmt: skip
+
+    return module.apply(variables, method=run)
+
+
+def encode_prompted_memory(
+    module: SAM2,
+    variables: Variables,
+    features: dict,
+    low_res: jax.Array,
+    object_score_logits: jax.Array,
+    dtype: jnp.dtype = jnp.bfloat16,
+) -> jax.Array:
+    """The memory of an interactively prompted frame, from its (post-processed) output.
+
+    The reference's `propagate_in_video_preflight`: the low-res logits upsampled to the input
+    size and binarized, through the memory encoder.
+
+    Args:
+      features: `SAM2.forward_image` of the frame with batch 1.
+      low_res: (B, 4h, 4w) logits; object_score_logits: (B,).
+
+    Returns:
+      (B, HW, M) memory features in `dtype`.
+    """
+    b = low_res.shape[0]
+    feat = features["vision_features"]  # (1, h, w, C)
+    raw = jnp.broadcast_to(feat, (b, *feat.shape[1:]))
+
+    def run(m: SAM2):
+        return _new_memory(m, raw, low_res, object_score_logits, jnp.ones((b,), bool), dtype)
 
     return module.apply(variables, method=run)
 

@@ -1,0 +1,156 @@
+"""Video frames for the video predictor: a JPEG folder, a video file (mp4, ...) or an array.
+
+Every source gives the same model inputs for the same pixels: each frame is PIL-resized to
+S x S with the bicubic filter (aspect ratio not kept), /255, ImageNet mean / std, as the
+reference's JPEG loader does (`video_io.load_frames`). Video files are decoded with PyAV
+(FFmpeg) at their own resolution first; the reference decodes them with decord straight at
+S x S, whose scaler differs slightly.
+
+JPEG folders are read on demand (only a chunk of frames is in memory at a time); video files
+and arrays are held as S x S uint8 frames (3 S^2 bytes a frame).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from sam2_jax.video_io import IMAGENET_MEAN, IMAGENET_STD, list_frames
+
+
+def _resize(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (S, S, 3) uint8, PIL bicubic."""
+    image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)
+    return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+
+
+def normalize(frames: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> float32 model inputs ((x / 255 - mean) / std)."""
+    return (np.asarray(frames, np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def decode_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video file as (H, W, 3) uint8 RGB arrays, in order.
+
+    Raises:
+      ValueError: the file cannot be opened or decoded as a video.
+    """
+    import av
+
+    try:
+        container = av.open(os.fspath(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot open video {os.fspath(path)!r}: {err}") from err
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{os.fspath(path)!r} has no video stream")
+        count = 0
+        try:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+        except av.error.FFmpegError as err:
+            raise ValueError(f"cannot decode video {os.fspath(path)!r}: {err}") from err
+
+
+class VideoFrames:
+    """The frames of one video at the model input size.
+
+    Attributes:
+      num_frames: T.
+      height, width: the original (video) resolution.
+      image_size: S.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | np.ndarray,
+        image_size: int,
+        *,
+        max_frames: int | None = None,
+    ):
+        """Args:
+        source: a folder of JPEG frames named by integer (00000.jpg, ...), a video file
+          readable by FFmpeg (mp4, mov, avi, webm, ...), or a (T, H, W, 3) uint8 array.
+        image_size: S.
+        max_frames: keep only the first frames.
+
+        Raises:
+          FileNotFoundError: the path does not exist.
+          ValueError: no frames, an unreadable video, or an array of the wrong shape / type.
+        """
+        self.image_size = image_size
+        self._paths: list[str] | None = None
+        self._resized: np.ndarray | None = None
+        self._array: np.ndarray | None = None
+        self._video: str | None = None
+        if isinstance(source, np.ndarray):
+            if source.ndim != 4 or source.shape[-1] != 3 or source.dtype != np.uint8:
+                raise ValueError(
+                    f"video array must be (T, H, W, 3) uint8, got {source.shape} {source.dtype}"
+                )
+            self._array = source[:max_frames]
+            self.height, self.width = source.shape[1:3]
+            self._resized = np.stack([_resize(f, image_size) for f in self._array])
+        else:
+            path = pathlib.Path(source)
+            if not path.exists():
+                raise FileNotFoundError(f"video not found: {os.fspath(source)!r}")
+            if path.is_dir():
+                self._paths = list_frames(path)[:max_frames]
+                if not self._paths:
+                    raise ValueError(f"no JPEG frames (00000.jpg, ...) in folder {str(path)!r}")
+                with Image.open(self._paths[0]) as first:
+                    self.width, self.height = first.size
+            else:
+                self._video = str(path)
+                resized = []
+                for rgb in decode_video(path, max_frames):
+                    self.height, self.width = rgb.shape[:2]
+                    resized.append(_resize(rgb, image_size))
+                if not resized:
+                    raise ValueError(f"video {str(path)!r} has no frames")
+                self._resized = np.stack(resized)
+        self.num_frames = len(self._paths) if self._paths is not None else len(self._resized)
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def _check(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= self.num_frames)]
+        if len(bad):
+            raise IndexError(f"frame {int(bad[0])} out of range for {self.num_frames} frames")
+        return idx
+
+    def resized(self, idx: np.ndarray) -> np.ndarray:
+        """(n,) frame indices -> (n, S, S, 3) uint8."""
+        idx = self._check(idx)
+        if self._resized is not None:
+            return self._resized[idx]
+        out = np.empty((len(idx), self.image_size, self.image_size, 3), np.uint8)
+        for i, f in enumerate(idx):
+            with Image.open(self._paths[f]) as image:
+                out[i] = _resize(image, self.image_size)
+        return out
+
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        """(n,) frame indices -> (n, S, S, 3) float32 normalized model inputs."""
+        return normalize(self.resized(idx))
+
+    def original(self) -> Iterator[np.ndarray]:
+        """Every frame at video resolution, (H, W, 3) uint8 RGB, in order."""
+        if self._array is not None:
+            yield from self._array
+        elif self._paths is not None:
+            for p in self._paths:
+                with Image.open(p) as image:
+                    yield np.asarray(image.convert("RGB"))
+        else:
+            yield from decode_video(self._video, self.num_frames)

@@ -1,0 +1,719 @@
+"""Interactive video segmentation with the reference `SAM2VideoPredictor`'s API and semantics.
+
+A thin stateful object over the compiled video core:
+
+- clicks, boxes and masks are decoded one object at a time by the compiled `track_step`
+  (`encode_memory=False`: memories of prompted frames are encoded when propagation starts,
+  from the post-processed output, as the reference's preflight does);
+- propagation is the compiled `lax.scan` of `propagation.iter_chunks` over the frames, all
+  objects at once, on a fixed-size `MemoryBank` built from the stored outputs at the start
+  frame (conditioning frames, and the memories and pointers of the frames just behind it).
+
+Per-frame results live on the host, per object, as the reference keeps them: low-res mask
+logits (after hole filling), object score, object pointer and the bfloat16 spatial memory.
+The device holds the weights, one frame's features and the fixed-size bank of one chunk.
+
+Semantics (REFERENCE_NOTES §3): a prompt on a frame the object was never tracked on makes a
+conditioning frame; a prompt on an already tracked frame is a correction that only changes
+that frame's output and memory until a later propagation re-tracks the frame
+(`add_all_frames_to_correct_as_cond=True` makes corrections conditioning frames instead);
+re-prompting a frame feeds its previous low-res logits back in as a dense prompt. Outputs
+are logits at video resolution, (N_obj, 1, H, W), with -1024 for objects without an output.
+
+Shapes: S = image_size, h = S / 16, low-res masks (4h, 4h), HW = h * h, M = mem_dim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from sam2_jax.build import SAM2Model, build_sam2
+from sam2_jax.memory_bank import NO_FRAME, MemoryBank
+from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
+from sam2_jax.propagation import iter_chunks
+from sam2_jax.tracking import FramePrompts, encode_prompted_memory, no_prompts, track_step
+from sam2_jax.video_frames import VideoFrames
+from sam2_jax.video_io import mask_to_model, to_video_resolution
+
+Variables = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Post-processing (host side; the reference needs a CUDA extension for the hole filling)
+
+
+def fill_holes(low_res: np.ndarray, max_area: int) -> np.ndarray:
+    """The reference's `fill_holes_in_mask_scores` on the host.
+
+    Background regions (logits <= 0) that form an 8-connected component of at most
+    `max_area` pixels get the logit 0.1 (foreground). Components touching the border count.
+
+    Args:
+      low_res: (..., h, w) float32 logits.
+
+    Returns:
+      a new array of the same shape.
+    """
+    low_res = np.asarray(low_res, np.float32)
+    out = low_res.copy()
+    flat = out.reshape(-1, *out.shape[-2:])
+    eight = np.ones((3, 3), bool)
+    for i in range(flat.shape[0]):
+        labels, count = ndimage.label(flat[i] <= 0, structure=eight)
+        if count == 0:
+            continue
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        areas[0] = max_area + 1  # label 0 is the foreground, never a hole
+        flat[i] = np.where(areas[labels] <= max_area, np.float32(0.1), flat[i])
+    return out
+
+
+def non_overlapping(masks: np.ndarray) -> np.ndarray:
+    """The reference's `_apply_non_overlapping_constraints`: (N, 1, H, W) logits; at each
+    pixel every object but the highest-scoring one is clamped to at most -10."""
+    if masks.shape[0] == 1:
+        return masks
+    keep = np.argmax(masks, axis=0)[None] == np.arange(masks.shape[0])[:, None, None, None]
+    return np.where(keep, masks, np.minimum(masks, -10.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled pieces (shared by every predictor of the same model)
+
+
+@functools.partial(jax.jit, static_argnames="module")
+def _frame_features(module: SAM2, variables: Variables, frame: jax.Array) -> dict:
+    """(S, S, 3) normalized frame -> `forward_image` output with batch 1."""
+    return module.apply(variables, frame[None], method=SAM2.forward_image)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "num_frames"))
+def _decode_prompted(
+    module: SAM2,
+    variables: Variables,
+    bank: MemoryBank,
+    features: dict,
+    frame_idx: jax.Array,
+    prompts: FramePrompts,
+    is_init_cond: jax.Array,
+    reverse: jax.Array,
+    prev_logits: jax.Array | None,
+    *,
+    num_frames: int,
+):
+    """One object's output on a prompted frame, without a memory (reference
+    `_run_single_frame_inference(run_mem_encoder=False)`)."""
+    _, out = track_step(
+        module,
+        variables,
+        bank,
+        features,
+        frame_idx,
+        prompts,
+        num_frames=num_frames,
+        reverse=reverse,
+        is_init_cond=is_init_cond,
+        prev_logits=prev_logits,
+        encode_memory=False,
+    )
+    return out.low_res_masks, out.object_score_logits, out.obj_ptr
+
+
+_encode_memory = jax.jit(encode_prompted_memory, static_argnames=("module", "dtype"))
+
+
+def _bucket(n: int, least: int) -> int:
+    """The smallest power of two >= max(n, least): padded sizes, so few shapes compile."""
+    size = least
+    while size < n:
+        size *= 2
+    return size
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference state
+
+
+@dataclasses.dataclass
+class FrameOutput:
+    """One object's stored output on one frame (the reference's "compact" output).
+
+    Attributes:
+      low_res: (4h, 4w) float32 mask logits, after hole filling.
+      score: object score logit (present iff > 0).
+      obj_ptr: (C,) float32 object pointer.
+      memory: (HW, M) bfloat16 spatial memory, or None until encoded (prompted frames get it
+        when propagation starts).
+    """
+
+    low_res: np.ndarray
+    score: float
+    obj_ptr: np.ndarray
+    memory: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class ObjectState:
+    """Inputs and outputs of one object, keyed by frame index.
+
+    `cond` / `non_cond`: outputs of conditioning (prompted) and tracked frames; `temp_cond` /
+    `temp_non_cond`: outputs of new prompts, moved into those at the next propagation;
+    `tracked`: frame -> whether it was last tracked in reverse.
+    """
+
+    points: dict[int, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    masks: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
+    non_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
+    temp_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
+    temp_non_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
+    tracked: dict[int, bool] = dataclasses.field(default_factory=dict)
+
+    def output(self, frame: int, is_cond: bool | None = None) -> FrameOutput | None:
+        """The latest output on a frame: temporary (of the given kind, or either), then
+        conditioning, then tracked."""
+        temps = [self.temp_cond, self.temp_non_cond]
+        if is_cond is not None:
+            temps = [self.temp_cond if is_cond else self.temp_non_cond]
+        for store in (*temps, self.cond, self.non_cond):
+            if frame in store:
+                return store[frame]
+        return None
+
+
+@dataclasses.dataclass
+class InferenceState:
+    """One video's session (what the reference keeps in its `inference_state` dict).
+
+    Attributes:
+      frames: the video frames (`VideoFrames`).
+      obj_ids: client object ids, in order of first use (object index = position).
+      objects: one `ObjectState` per object id.
+      cached_features: (frame index, features) of the last frame decoded interactively.
+    """
+
+    frames: VideoFrames
+    obj_ids: list[Hashable] = dataclasses.field(default_factory=list)
+    objects: list[ObjectState] = dataclasses.field(default_factory=list)
+    cached_features: tuple[int, dict] | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.num_frames
+
+    @property
+    def video_height(self) -> int:
+        return self.frames.height
+
+    @property
+    def video_width(self) -> int:
+        return self.frames.width
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class SAM2VideoPredictor:
+    """Interactive video object segmentation (reference `SAM2VideoPredictor`).
+
+    Example:
+      predictor = build_sam2_video_predictor("sam2.1_hiera_t", "sam2.1_hiera_tiny.pt")
+      state = predictor.init_state("video.mp4")
+      predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[210, 350]], labels=[1])
+      for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
+          ...  # masks: (N_obj, 1, H, W) logits; masks > 0 is the segmentation
+    """
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        *,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        add_all_frames_to_correct_as_cond: bool = False,
+        chunk_size: int = 8,
+        progress: bool = True,
+    ):
+        """Args:
+        model: from `build_sam2`.
+        fill_hole_area: background holes of at most this many low-res pixels are filled in
+          the outputs (0: off); the reference's builder default is 8.
+        non_overlap_masks: at each pixel only the highest-scoring object keeps a positive
+          logit (the others are clamped to -10).
+        add_all_frames_to_correct_as_cond: corrections on tracked frames become
+          conditioning frames (kept through later propagation).
+        chunk_size: frames per compiled propagation call.
+        progress: show progress bars while propagating.
+        """
+        self.model = model
+        self.module = model.module
+        self.variables = model.variables
+        self.config = model.config
+        self.image_size = model.config.image_size
+        self.fill_hole_area = fill_hole_area
+        self.non_overlap_masks = non_overlap_masks
+        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.cond_capacity_min = 2  # conditioning slots are padded to powers of two >= this
+        self.max_points_min = 4  # clicks are padded to powers of two >= this
+
+    # --- session --------------------------------------------------------------------------
+
+    def init_state(
+        self, video_path: str | os.PathLike | np.ndarray, *, max_frames: int | None = None
+    ) -> InferenceState:
+        """A session on a JPEG folder, a video file or a (T, H, W, 3) uint8 array.
+
+        Raises:
+          FileNotFoundError, ValueError: missing, empty or unreadable video.
+        """
+        return InferenceState(VideoFrames(video_path, self.image_size, max_frames=max_frames))
+
+    def reset_state(self, state: InferenceState) -> None:
+        """Removes every prompt, output and object id (the frames stay loaded)."""
+        state.obj_ids.clear()
+        state.objects.clear()
+
+    # --- prompts --------------------------------------------------------------------------
+
+    def _check_frame(self, state: InferenceState, frame_idx: int) -> int:
+        if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < state.num_frames:
+            raise IndexError(
+                f"frame_idx {frame_idx!r} out of range: the video has {state.num_frames} frames"
+            )
+        return int(frame_idx)
+
+    def _object(self, state: InferenceState, obj_id: Hashable, create: bool) -> int:
+        if obj_id in state.obj_ids:
+            return state.obj_ids.index(obj_id)
+        if not create:
+            raise KeyError(f"unknown object id {obj_id!r}; existing ids: {state.obj_ids}")
+        state.obj_ids.append(obj_id)
+        state.objects.append(ObjectState())
+        return len(state.obj_ids) - 1
+
+    def add_new_points_or_box(
+        self,
+        state: InferenceState,
+        frame_idx: int,
+        obj_id: Hashable,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: np.ndarray | None = None,
+    ) -> tuple[int, list[Hashable], np.ndarray]:
+        """Clicks and / or a box for one object on one frame.
+
+        Args:
+          points: (N, 2) (x, y) in video pixels (in [0, 1] with normalize_coords=False).
+          labels: (N,) 1 positive, 0 negative.
+          clear_old_points: False appends to the frame's previous clicks (not with a box).
+          box: (4,) x0, y0, x1, y1, placed before the clicks as two points.
+
+        Returns:
+          (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
+        """
+        frame_idx = self._check_frame(state, frame_idx)
+        if (points is None) != (labels is None):
+            raise ValueError("points and labels must be given together")
+        if points is None and box is None:
+            raise ValueError("give points (with labels) or a box")
+        coords = np.zeros((0, 2), np.float32)
+        labs = np.zeros((0,), np.int32)
+        if points is not None:
+            coords = np.asarray(points, np.float32)
+            labs = np.asarray(labels, np.int32)
+            if coords.ndim != 2 or coords.shape[1] != 2:
+                raise ValueError(f"points must be (N, 2) (x, y), got shape {coords.shape}")
+            if labs.shape != (len(coords),):
+                raise ValueError(f"labels must be ({len(coords)},), got shape {labs.shape}")
+            if len(coords) == 0 and box is None:
+                raise ValueError("points is empty and no box is given")
+            if not np.isin(labs, (0, 1)).all():
+                raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {labs}")
+        if box is not None:
+            if not clear_old_points:
+                raise ValueError("a box needs clear_old_points=True (it goes before any click)")
+            corners = np.asarray(box, np.float32)
+            if corners.shape != (4,):
+                raise ValueError(f"box must be (4,) x0, y0, x1, y1, got shape {corners.shape}")
+            coords = np.concatenate([corners.reshape(2, 2), coords])
+            labs = np.concatenate([np.array([2, 3], np.int32), labs])
+        h, w = state.video_height, state.video_width
+        limit = np.array([w, h], np.float32) if normalize_coords else np.ones(2, np.float32)
+        outside = ((coords < 0) | (coords > limit)).any(axis=1)
+        if outside.any():
+            x, y = coords[outside][0]
+            where = f"the {w}x{h} video" if normalize_coords else "[0, 1] (normalize_coords=False)"
+            raise ValueError(f"point ({x:g}, {y:g}) lies outside {where}")
+        if normalize_coords:
+            coords = coords / np.array([w, h], np.float32)
+        coords = coords * np.float32(self.image_size)
+
+        obj = self._object(state, obj_id, create=True)
+        o = state.objects[obj]
+        if not clear_old_points and frame_idx in o.points:
+            old_coords, old_labels = o.points[frame_idx]
+            coords = np.concatenate([old_coords, coords])
+            labs = np.concatenate([old_labels, labs])
+        o.points[frame_idx] = (coords, labs)
+        o.masks.pop(frame_idx, None)
+        return self._decode(state, obj, frame_idx, points=(coords, labs))
+
+    def add_new_mask(
+        self, state: InferenceState, frame_idx: int, obj_id: Hashable, mask: np.ndarray
+    ) -> tuple[int, list[Hashable], np.ndarray]:
+        """A mask prompt (H, W) bool at video resolution (or S x S) for one object on a frame.
+
+        Returns:
+          (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
+        """
+        frame_idx = self._check_frame(state, frame_idx)
+        mask = np.asarray(mask)
+        sizes = {(state.video_height, state.video_width), (self.image_size, self.image_size)}
+        if mask.ndim != 2 or tuple(mask.shape) not in sizes:
+            raise ValueError(
+                f"mask must be (H, W) = ({state.video_height}, {state.video_width}) (the "
+                f"video) or ({self.image_size}, {self.image_size}), got shape {mask.shape}"
+            )
+        model_mask = mask_to_model(mask.astype(bool), self.image_size)
+        obj = self._object(state, obj_id, create=True)
+        o = state.objects[obj]
+        o.masks[frame_idx] = model_mask
+        o.points.pop(frame_idx, None)
+        return self._decode(state, obj, frame_idx, mask=model_mask)
+
+    def _features(self, state: InferenceState, frame_idx: int) -> dict:
+        if state.cached_features is None or state.cached_features[0] != frame_idx:
+            frame = state.frames.load(np.array([frame_idx]))[0]
+            state.cached_features = (frame_idx, _frame_features(self.module, self.variables, frame))
+        return state.cached_features[1]
+
+    def _decode(
+        self,
+        state: InferenceState,
+        obj: int,
+        frame_idx: int,
+        *,
+        points: tuple[np.ndarray, np.ndarray] | None = None,
+        mask: np.ndarray | None = None,
+    ) -> tuple[int, list[Hashable], np.ndarray]:
+        """Decodes one object's prompts on a frame; the output goes to the temporary store."""
+        o = state.objects[obj]
+        is_init = frame_idx not in o.tracked
+        reverse = False if is_init else o.tracked[frame_idx]
+        is_cond = is_init or self.add_all_frames_to_correct_as_cond
+        s = self.image_size
+        if points is not None:
+            n = len(points[0])
+            p = _bucket(n, self.max_points_min)
+            coords = np.zeros((1, p, 2), np.float32)
+            labels = np.zeros((1, p), np.int32)
+            coords[0, :n], labels[0, :n] = points
+            prompts = FramePrompts(
+                coords,
+                labels,
+                np.array([n], np.int32),
+                np.zeros((1, s, s), bool),
+                np.zeros(1, bool),
+            )
+        else:
+            prompts = no_prompts(1, self.max_points_min, s)._replace(
+                mask=mask[None], has_mask=np.ones(1, bool)
+            )
+        prev_logits = None
+        previous = o.output(frame_idx, is_cond)
+        if points is not None and previous is not None:
+            prev_logits = previous.low_res[None]
+        bank = self._bank([o], frame_idx, reverse, state.num_frames)
+        low_res, score, ptr = _decode_prompted(
+            self.module,
+            self.variables,
+            bank,
+            self._features(state, frame_idx),
+            np.int32(frame_idx),
+            prompts,
+            np.array([is_init]),
+            np.bool_(reverse),
+            prev_logits,
+            num_frames=state.num_frames,
+        )
+        low_res = np.asarray(low_res[0])
+        if self.fill_hole_area > 0:
+            low_res = fill_holes(low_res, self.fill_hole_area)
+        out = FrameOutput(low_res, float(score[0]), np.asarray(ptr[0]))
+        (o.temp_cond if is_cond else o.temp_non_cond)[frame_idx] = out
+        return frame_idx, list(state.obj_ids), self._consolidate(state, frame_idx, is_cond)
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def _video_res(self, state: InferenceState, low_res: np.ndarray) -> np.ndarray:
+        """(N, 4h, 4w) -> (N, 1, H, W) logits, non-overlapping if configured."""
+        hw = (state.video_height, state.video_width)
+        masks = np.asarray(to_video_resolution(jnp.asarray(low_res), hw))[:, None]
+        return non_overlapping(masks) if self.non_overlap_masks else masks
+
+    def _consolidate(self, state: InferenceState, frame_idx: int, is_cond: bool) -> np.ndarray:
+        """Every object's latest output on a frame at video resolution (-1024 where none)."""
+        side = 4 * self.config.embedding_size
+        low_res = np.full((len(state.objects), side, side), NO_OBJ_SCORE, np.float32)
+        for i, o in enumerate(state.objects):
+            out = o.output(frame_idx, is_cond)
+            if out is not None:
+                low_res[i] = out.low_res
+        return self._video_res(state, low_res)
+
+    def clear_all_prompts_in_frame(
+        self, state: InferenceState, frame_idx: int, obj_id: Hashable, need_output: bool = True
+    ) -> tuple[int, list[Hashable], np.ndarray] | None:
+        """Removes one object's prompts on a frame. Its conditioning output there (if any)
+        becomes a plain tracked output, and the frame counts as never tracked, so a new
+        prompt there makes it a conditioning frame again.
+
+        Raises:
+          KeyError: unknown object id.
+        """
+        frame_idx = self._check_frame(state, frame_idx)
+        o = state.objects[self._object(state, obj_id, create=False)]
+        o.points.pop(frame_idx, None)
+        o.masks.pop(frame_idx, None)
+        o.temp_cond.pop(frame_idx, None)
+        o.temp_non_cond.pop(frame_idx, None)
+        out = o.cond.pop(frame_idx, None)
+        if out is not None:
+            o.non_cond[frame_idx] = out
+            o.tracked.pop(frame_idx, None)
+        if not need_output:
+            return None
+        is_cond = any(frame_idx in x.temp_cond for x in state.objects)
+        return frame_idx, list(state.obj_ids), self._consolidate(state, frame_idx, is_cond)
+
+    def remove_object(
+        self,
+        state: InferenceState,
+        obj_id: Hashable,
+        strict: bool = False,
+        need_output: bool = True,
+    ) -> tuple[list[Hashable], list[tuple[int, np.ndarray]]]:
+        """Drops an object (the last one: the whole session is reset).
+
+        Returns:
+          (remaining obj_ids, [(frame_idx, (N_obj, 1, H, W) logits)] for the frames the
+          object had prompts on).
+
+        Raises:
+          KeyError: unknown object id with strict=True.
+        """
+        if obj_id not in state.obj_ids:
+            if strict:
+                raise KeyError(f"unknown object id {obj_id!r}; existing ids: {state.obj_ids}")
+            return list(state.obj_ids), []
+        if len(state.obj_ids) == 1:
+            self.reset_state(state)
+            return [], []
+        obj = state.obj_ids.index(obj_id)
+        frames = sorted(set(state.objects[obj].points) | set(state.objects[obj].masks))
+        del state.obj_ids[obj], state.objects[obj]
+        updated = []
+        if need_output:
+            for f in frames:
+                is_cond = any(f in x.temp_cond for x in state.objects)
+                updated.append((f, self._consolidate(state, f, is_cond)))
+        return list(state.obj_ids), updated
+
+    # --- propagation ------------------------------------------------------------------------
+
+    def _bank(
+        self, objects: list[ObjectState], frame_idx: int, reverse: bool, num_frames: int
+    ) -> MemoryBank:
+        """The fixed-size bank of `objects` for tracking from `frame_idx` in a direction:
+        all their conditioning memories, and the stored memories (pointers) of the
+        num_maskmem - 1 (max_obj_ptrs - 1) frames just behind it, as the reference looks
+        them up in its dicts."""
+        cfg = self.config
+        b, hw = len(objects), cfg.embedding_size**2
+        k = _bucket(max([len(o.cond) for o in objects] + [1]), self.cond_capacity_min)
+        r, p = cfg.num_maskmem - 1, cfg.max_obj_ptrs_in_encoder - 1
+        mem_dtype = jnp.bfloat16
+        arrays = dict(
+            cond_features=np.zeros((b, k, hw, cfg.mem_dim), mem_dtype),
+            cond_obj_ptr=np.zeros((b, k, cfg.d_model), np.float32),
+            cond_frame=np.full((b, k), NO_FRAME, np.int32),
+            cond_valid=np.zeros((b, k), bool),
+            recent_features=np.zeros((b, r, hw, cfg.mem_dim), mem_dtype),
+            recent_frame=np.full((b, r), NO_FRAME, np.int32),
+            recent_valid=np.zeros((b, r), bool),
+            ptr=np.zeros((b, p, cfg.d_model), np.float32),
+            ptr_frame=np.full((b, p), NO_FRAME, np.int32),
+            ptr_valid=np.zeros((b, p), bool),
+        )
+        step = 1 if reverse else -1  # towards the frames tracked before this one
+        for i, o in enumerate(objects):
+            for slot, (f, out) in enumerate(o.cond.items()):
+                if out.memory is not None:
+                    arrays["cond_features"][i, slot] = out.memory
+                arrays["cond_obj_ptr"][i, slot] = out.obj_ptr
+                arrays["cond_frame"][i, slot] = f
+                arrays["cond_valid"][i, slot] = True
+            mem_slot = ptr_slot = 0
+            for d in range(1, p + 1):
+                f = frame_idx + step * d
+                out = o.non_cond.get(f)
+                if out is None or out.memory is None:
+                    continue
+                if d <= r:
+                    arrays["recent_features"][i, mem_slot] = out.memory
+                    arrays["recent_frame"][i, mem_slot] = f
+                    arrays["recent_valid"][i, mem_slot] = True
+                    mem_slot += 1
+                arrays["ptr"][i, ptr_slot] = out.obj_ptr
+                arrays["ptr_frame"][i, ptr_slot] = f
+                arrays["ptr_valid"][i, ptr_slot] = True
+                ptr_slot += 1
+        return MemoryBank(**{name: jnp.asarray(a) for name, a in arrays.items()})
+
+    def _preflight(self, state: InferenceState) -> None:
+        """Encodes the memories of newly prompted frames and moves them to the stores
+        (reference `propagate_in_video_preflight`)."""
+        if not state.objects:
+            raise RuntimeError("no prompts: add points, a box or a mask for an object first")
+        for obj_id, o in zip(state.obj_ids, state.objects, strict=True):
+            for temp, store in ((o.temp_non_cond, o.non_cond), (o.temp_cond, o.cond)):
+                for f, out in temp.items():
+                    if out.memory is None:
+                        mem = _encode_memory(
+                            self.module,
+                            self.variables,
+                            self._features(state, f),
+                            jnp.asarray(out.low_res)[None],
+                            jnp.asarray([out.score], jnp.float32),
+                        )
+                        out.memory = np.asarray(mem[0])
+                    store[f] = out
+                temp.clear()
+            if not o.cond:
+                raise RuntimeError(
+                    f"object id {obj_id!r} has no prompt on any frame: add points, a box or a "
+                    "mask for it (or remove it)"
+                )
+            for f in o.cond:
+                o.non_cond.pop(f, None)
+
+    def propagate_in_video(
+        self,
+        state: InferenceState,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, list[Hashable], np.ndarray]]:
+        """Tracks every object from `start_frame_idx` (default: the earliest prompted frame)
+        over `max_frame_num_to_track` frames (default all) forward, or backward with reverse.
+
+        Prompted frames keep their prompt outputs; every other frame is (re-)tracked. Frames
+        are computed a chunk at a time; a frame's results are stored when it is yielded.
+
+        Yields:
+          (frame_idx, obj_ids, (N_obj, 1, H, W) logits at video resolution).
+
+        Raises:
+          RuntimeError: no object, or an object without any prompt.
+          IndexError: start_frame_idx out of range.
+        """
+        self._preflight(state)
+        num_frames = state.num_frames
+        if start_frame_idx is None:
+            start_frame_idx = min(f for o in state.objects for f in o.cond)
+        start = self._check_frame(state, start_frame_idx)
+        count = num_frames if max_frame_num_to_track is None else max_frame_num_to_track
+        if count < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {count}")
+        if reverse:
+            end = max(start - count, 0)
+            order = list(range(start, end - 1, -1)) if start > 0 else []
+        else:
+            end = min(start + count, num_frames - 1)
+            order = list(range(start, end + 1))
+        if not order:
+            return
+        objects = list(state.objects)
+        obj_ids = list(state.obj_ids)
+        b = len(objects)
+        track = np.array([[f not in o.cond for o in objects] for f in order], bool)
+        bank = self._bank(objects, start, reverse, num_frames)
+        empty = no_prompts(b, 1)
+        chunks = iter_chunks(
+            self.module,
+            self.variables,
+            bank,
+            order,
+            state.frames.load,
+            lambda f: empty,
+            track,
+            num_frames=num_frames,
+            reverse=reverse,
+            chunk_size=self.chunk_size,
+        )
+        progress = _progress(len(order), "propagate in video", self.progress)
+        try:
+            for idx, out in chunks:
+                low_res = np.asarray(out.low_res_masks)
+                if self.fill_hole_area > 0:
+                    low_res = fill_holes(low_res, self.fill_hole_area)
+                for i, f in enumerate(idx):
+                    f = int(f)
+                    frame_low = np.empty((b, *low_res.shape[2:]), np.float32)
+                    for j, o in enumerate(objects):
+                        if f in o.cond:
+                            frame_low[j] = o.cond[f].low_res
+                        else:
+                            o.non_cond[f] = FrameOutput(
+                                low_res[i, j],
+                                float(out.object_score_logits[i, j]),
+                                np.asarray(out.obj_ptr[i, j]),
+                                np.asarray(out.memory_features[i, j]),
+                            )
+                            frame_low[j] = low_res[i, j]
+                        o.tracked[f] = reverse
+                    progress.update(1)
+                    yield f, obj_ids, self._video_res(state, frame_low)
+        finally:
+            progress.close()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="frame")
+
+
+def build_sam2_video_predictor(
+    config_name: str | None,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> SAM2VideoPredictor:
+    """`build_sam2` + `SAM2VideoPredictor` (hole filling of area 8 on, as the reference's
+    builder sets it).
+
+    Args:
+      config_name: a variant name, or None with a checkpoint that records / implies it.
+      checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None draws
+        random weights (`predictor.model.random_weights` is then True).
+      image_size: model input side (default: the checkpoint's, else 1024).
+      **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks, ...).
+    """
+    model = build_sam2(config_name, checkpoint, image_size=image_size, seed=seed)
+    return SAM2VideoPredictor(model, **kwargs)

@@ -1,0 +1,203 @@
+"""Camera-style tracking: frames arrive one at a time, memory stays bounded.
+
+`StreamTracker` keeps only the fixed-size `MemoryBank` (conditioning slots, the recent
+memories and pointers) on the device and nothing per frame on the host, so a stream of any
+length runs in constant memory. Each `track(frame)` encodes the frame and runs the compiled
+`track_step` for every object; prompts given with `add_prompt` apply to the next frame.
+
+Semantics follow the video predictor's: a prompted frame is decoded without memory (it
+becomes a conditioning memory, binarized), every other frame attends to the memories. It
+differs from propagating a stored video in one way: a prompted frame's memory is encoded
+from its mask before hole filling (the predictor encodes the filled one).
+
+Shapes: S = image_size, low-res masks (S/4, S/4), outputs (N_obj, 1, H, W) logits.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sam2_jax.build import SAM2Model
+from sam2_jax.memory_bank import MemoryBank, empty_bank
+from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.tracking import FramePrompts, track_step
+from sam2_jax.video_frames import _resize, normalize
+from sam2_jax.video_io import mask_to_model, to_video_resolution
+from sam2_jax.video_predictor import fill_holes, non_overlapping
+
+STREAM_NUM_FRAMES = 2**30  # no known end: the pointer window is the full 16 frames
+
+Variables = dict[str, Any]
+
+
+@functools.partial(jax.jit, static_argnames="module")
+def _stream_step(
+    module: SAM2,
+    variables: Variables,
+    bank: MemoryBank,
+    frame: jax.Array,
+    frame_idx: jax.Array,
+    prompts: FramePrompts,
+):
+    features = module.apply(variables, frame[None], method=SAM2.forward_image)
+    bank, out = track_step(
+        module,
+        variables,
+        bank,
+        features,
+        frame_idx,
+        prompts,
+        num_frames=STREAM_NUM_FRAMES,
+        is_init_cond=prompts.has_prompt,
+    )
+    return bank, out.low_res_masks, out.object_score_logits, out.overflow
+
+
+class StreamTracker:
+    """Tracks objects through frames fed one at a time (a camera, a long video)."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        video_hw: tuple[int, int],
+        *,
+        cond_capacity: int = 4,
+        max_points: int = 8,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+    ):
+        """Args:
+        model: from `build_sam2`.
+        video_hw: (H, W) of the incoming frames.
+        cond_capacity: prompted frames kept per object (more is an error).
+        max_points: clicks (box corners included) per object and frame.
+        fill_hole_area, non_overlap_masks: output post-processing, as in the predictor.
+        """
+        self.model = model
+        self.size = model.config.image_size
+        self.video_hw = tuple(video_hw)
+        self.cond_capacity = cond_capacity
+        self.max_points = max_points
+        self.fill_hole_area = fill_hole_area
+        self.non_overlap_masks = non_overlap_masks
+        self.obj_ids: list[Hashable] = []
+        self.frame_idx = 0  # index of the next frame
+        self.scores = np.zeros((0,), np.float32)  # object scores of the last frame
+        self._bank: MemoryBank | None = None
+        self._pending: dict[int, tuple[np.ndarray, np.ndarray] | np.ndarray] = {}
+
+    def add_prompt(
+        self,
+        obj_id: Hashable,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """Clicks / a box (video pixels) or a mask (H, W) for an object on the next frame;
+        a new obj_id adds an object."""
+        h, w = self.video_hw
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (h, w):
+                raise ValueError(f"mask must be ({h}, {w}), got shape {mask.shape}")
+            prompt: Any = mask_to_model(mask.astype(bool), self.size)
+        else:
+            coords = [np.zeros((0, 2), np.float32)]
+            labs = [np.zeros((0,), np.int32)]
+            if box is not None:
+                coords.append(np.asarray(box, np.float32).reshape(2, 2))
+                labs.append(np.array([2, 3], np.int32))
+            if points is not None:
+                coords.append(np.asarray(points, np.float32).reshape(-1, 2))
+                labs.append(np.asarray(labels, np.int32).reshape(-1))
+            c, lab = np.concatenate(coords), np.concatenate(labs)
+            if len(c) == 0:
+                raise ValueError("give points (with labels), a box or a mask")
+            if len(c) != len(lab):
+                raise ValueError(f"{len(c)} points but {len(lab)} labels")
+            if len(c) > self.max_points:
+                raise ValueError(f"{len(c)} points > max_points {self.max_points}")
+            if ((c < 0) | (c > np.array([w, h]))).any():
+                raise ValueError(f"a point lies outside the {w}x{h} frame")
+            prompt = (c / np.array([w, h], np.float32) * np.float32(self.size), lab)
+        if obj_id not in self.obj_ids:
+            self.obj_ids.append(obj_id)
+            cfg = self.model.config
+            new = empty_bank(
+                1,
+                cfg.embedding_size**2,
+                mem_dim=cfg.mem_dim,
+                hidden_dim=cfg.d_model,
+                cond_capacity=self.cond_capacity,
+                num_recent=cfg.num_maskmem - 1,
+                num_ptrs=cfg.max_obj_ptrs_in_encoder - 1,
+            )
+            self._bank = (
+                new
+                if self._bank is None
+                else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), self._bank, new)
+            )
+        self._pending[self.obj_ids.index(obj_id)] = prompt
+
+    def _prompts(self) -> FramePrompts:
+        b, p, s = len(self.obj_ids), self.max_points, self.size
+        coords = np.zeros((b, p, 2), np.float32)
+        labels = np.zeros((b, p), np.int32)
+        count = np.zeros((b,), np.int32)
+        with_mask = any(isinstance(v, np.ndarray) for v in self._pending.values())
+        mask = np.zeros((b, s, s), bool) if with_mask else None
+        has_mask = np.zeros((b,), bool)
+        for obj, prompt in self._pending.items():
+            if isinstance(prompt, np.ndarray):
+                mask[obj], has_mask[obj] = prompt, True
+            else:
+                n = len(prompt[0])
+                coords[obj, :n], labels[obj, :n], count[obj] = prompt[0], prompt[1], n
+        return FramePrompts(coords, labels, count, mask, has_mask)
+
+    def track(self, frame: np.ndarray) -> tuple[int, list[Hashable], np.ndarray]:
+        """One frame (H, W, 3) uint8 RGB -> (frame_idx, obj_ids, (N_obj, 1, H, W) logits).
+
+        Raises:
+          RuntimeError: no object has been prompted yet.
+          ValueError: a frame of the wrong size, or more prompted frames than cond_capacity.
+        """
+        if self._bank is None:
+            raise RuntimeError("no object to track: call add_prompt first")
+        frame = np.asarray(frame)
+        if frame.shape != (*self.video_hw, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be {(*self.video_hw, 3)} uint8, got {frame.shape} {frame.dtype}"
+            )
+        model_frame = normalize(_resize(frame, self.size))
+        bank, low_res, scores, overflow = _stream_step(
+            self.model.module,
+            self.model.variables,
+            self._bank,
+            model_frame,
+            np.int32(self.frame_idx),
+            self._prompts(),
+        )
+        if np.asarray(overflow).any():
+            obj = self.obj_ids[int(np.argmax(np.asarray(overflow)))]
+            raise ValueError(
+                f"object {obj!r} has more than cond_capacity={self.cond_capacity} prompted frames"
+            )
+        self._bank = bank
+        self._pending.clear()
+        low_res = np.asarray(low_res)
+        if self.fill_hole_area > 0:
+            low_res = fill_holes(low_res, self.fill_hole_area)
+        masks = np.asarray(to_video_resolution(jnp.asarray(low_res), self.video_hw))[:, None]
+        if self.non_overlap_masks:
+            masks = non_overlapping(masks)
+        self.scores = np.asarray(scores)
+        frame_idx, self.frame_idx = self.frame_idx, self.frame_idx + 1
+        return frame_idx, list(self.obj_ids), masks
