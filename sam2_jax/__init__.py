@@ -3,6 +3,16 @@
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.config import CONFIGS, ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.video_predictor import SAM2VideoPredictor, build_sam2_video_predictor
 
-__all__ = ["CONFIGS", "SAM2", "ModelConfig", "SAM2Model", "build_sam2", "get_config"]
+__all__ = [
+    "CONFIGS",
+    "SAM2",
+    "ModelConfig",
+    "SAM2Model",
+    "SAM2VideoPredictor",
+    "build_sam2",
+    "build_sam2_video_predictor",
+    "get_config",
+]
 __version__ = "0.1.0"
