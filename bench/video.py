@@ -4,9 +4,10 @@
   or synthetic frames without it) with the same weights; frames/s of the whole call (prompt
   + propagation, frames already decoded) for both. The first JAX call includes compilation
   and is reported separately.
-- memory: ours only, streaming synthetic frames from the host in chunks; the process's peak
-  RSS while tracking videos of different lengths. It must not grow with the length (the
-  reference keeps every frame and every frame's outputs, so its memory does).
+- memory: the process's peak RSS while tracking videos of different lengths (synthetic
+  frames), ours streaming them from the host in chunks, the reference loading them with
+  `init_state`. Ours must not grow with the length (the reference keeps every frame and
+  every frame's outputs, so its memory does).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import pathlib
 import tempfile
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -115,13 +117,52 @@ def _agreement(ours_low: np.ndarray, theirs: dict, hw: tuple[int, int]) -> float
     return worst
 
 
-def run_memory(variant: str, image_size: int, lengths: tuple[int, ...], chunk: int = 8) -> dict:
-    """Peak RSS of `stream` over synthetic videos of each length (ours only)."""
-    module = SAM2(get_config(variant, image_size=image_size))
-    params = jax.jit(
-        lambda: jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), param_shapes(module))
-    )()
-    variables = {"params": params}
+def _synthetic_folder(num_frames: int, folder: pathlib.Path) -> pathlib.Path:
+    """`num_frames` random 270x480 JPEG frames (the reference reads videos from folders)."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (270, 480, 3), np.uint8)
+    for i in range(num_frames):
+        Image.fromarray(np.roll(base, 3 * i, axis=1)).save(folder / f"{i:05d}.jpg")
+    return folder
+
+
+def _peak_row(name: str, length: int, run: Callable[[], object]) -> dict:
+    """Runs `run()` with the process's peak RSS reset; the peak above the resident size
+    before the call, and the absolute peak of the process."""
+    baseline = _read_status_kib("VmRSS")
+    _reset_peak_rss()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    peak = _read_status_kib("VmHWM")
+    row = {
+        "implementation": name,
+        "frames": length,
+        "peak_mib_above_start": round((peak - baseline) / 1024, 1),
+        "peak_process_mib": round(peak / 1024, 1),
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(length / seconds, 2),
+    }
+    print(
+        f"{name:9s} {length:5d} frames: peak RSS {row['peak_process_mib']:8.1f} MiB "
+        f"(+{row['peak_mib_above_start']:7.1f} during the call), "
+        f"{row['frames_per_s']:6.2f} frames/s"
+    )
+    return row
+
+
+def run_memory(
+    variant: str, image_size: int, lengths: tuple[int, ...], chunk: int = 8, reference: bool = True
+) -> dict:
+    """Peak RSS while tracking one clicked object through synthetic videos of each length:
+    ours streams the frames from the host in chunks through the fixed-size bank; the reference
+    `SAM2VideoPredictor` (same weights) loads the video with `init_state` and keeps every
+    frame's outputs. Ours runs first for every length, so the reference's larger allocations
+    cannot lower our numbers."""
+    predictor, module, variables = _models(variant, image_size)
     cfg = module.config
     prompts = frame_prompts([], 1, 1, None)
 
@@ -136,52 +177,45 @@ def run_memory(variant: str, image_size: int, lengths: tuple[int, ...], chunk: i
         first = frame_prompts([click], 1, 1, None)
         yes = np.ones((1, 1), bool)
         bank, _ = stream(
-            module,
-            variables,
-            bank,
-            [0],
-            load,
-            lambda f: first,
-            yes,
-            init_cond=yes,
-            num_frames=num_frames,
-            chunk_size=chunk,
-        )
+            module, variables, bank, [0], load, lambda f: first, yes,
+            init_cond=yes, num_frames=num_frames, chunk_size=chunk,
+        )  # fmt: skip
         stream(
-            module,
-            variables,
-            bank,
-            range(1, steps),
-            load,
-            lambda f: prompts,
-            np.ones((steps - 1, 1), bool),
-            num_frames=num_frames,
-            chunk_size=chunk,
+            module, variables, bank, range(1, steps), load, lambda f: prompts,
+            np.ones((steps - 1, 1), bool), num_frames=num_frames, chunk_size=chunk,
             consume=lambda idx, out: None,
-        )
+        )  # fmt: skip
 
     rows = []
     for length in lengths:
         track(length, 2 * chunk)  # compile for this length (num_frames is static)
-        baseline = _read_status_kib("VmRSS")
-        _reset_peak_rss()
-        start = time.perf_counter()
-        track(length, length)
-        seconds = time.perf_counter() - start
-        peak = (_read_status_kib("VmHWM") - baseline) / 1024
-        rows.append(
-            {
-                "frames": length,
-                "peak_mib_above_start": round(peak, 1),
-                "seconds": round(seconds, 2),
-                "frames_per_s": round(length / seconds, 2),
-            }
-        )
-        print(
-            f"streamed {length:5d} frames ({variant} @ {image_size}): peak RSS +{peak:7.1f} MiB, "
-            f"{length / seconds:6.2f} frames/s"
-        )
-    return {"title": f"memory vs video length {variant} @ {image_size}", "rows": rows}
+        rows.append(_peak_row("sam2_jax", length, lambda n=length: track(n, n)))
+    if reference:
+        for length in lengths:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = _synthetic_folder(length, pathlib.Path(tmp) / "frames")
+
+                def reference_call(folder=folder) -> None:
+                    with torch.inference_mode():
+                        state = predictor.init_state(video_path=str(folder))
+                        predictor.add_new_points_or_box(
+                            state, 0, 1, points=np.array([[200.0, 100.0]]), labels=np.array([1])
+                        )
+                        for _ in predictor.propagate_in_video(state):
+                            pass
+
+                rows.append(_peak_row("reference", length, reference_call))
+    growth = {}
+    for name in ("sam2_jax", "reference"):
+        peaks = [r["peak_process_mib"] for r in rows if r["implementation"] == name]
+        if len(peaks) == len(lengths) > 1:
+            growth[name] = round(peaks[-1] / peaks[0], 3)
+    print(f"peak process RSS, longest / shortest video: {growth}")
+    return {
+        "title": f"memory vs video length {variant} @ {image_size}",
+        "rows": rows,
+        "peak_growth_longest_over_shortest": growth,
+    }
 
 
 def run_all(repeats: int) -> list[dict]:

@@ -35,6 +35,8 @@ def case_prompts(case: str, hw) -> tuple[list[dict], list[dict], dict]:
     """(reference prompts, reference propagation passes, track_video kwargs) for a case.
 
     three_objects: a click, a box and a mask, each for its own object, on frame 0; forward.
+    frames_0_and_15: one object clicked on frame 0 and corrected (a positive and a negative
+      click) on frame 15, both given before propagation (two conditioning frames); forward.
     cond_frames_both_ways: clicks for one object on frames 8 and 20 (two conditioning
       frames), a forward pass from 8, then a reverse pass from 8 (its successors tracked).
     """
@@ -47,6 +49,14 @@ def case_prompts(case: str, hw) -> tuple[list[dict], list[dict], dict]:
             dict(kind="points", frame=0, obj_id=1, points=click, labels=np.array([1], np.int32)),
             dict(kind="points", frame=0, obj_id=2, box=box),
             dict(kind="mask", frame=0, obj_id=5, mask=mask),
+        ]
+        return prompts, [{}], {}
+    if case == "frames_0_and_15":
+        first = np.array([[0.45 * w, 0.6 * h]], np.float32)
+        later = np.array([[0.5 * w, 0.55 * h], [0.3 * w, 0.25 * h]], np.float32)
+        prompts = [
+            dict(kind="points", frame=0, obj_id=1, points=first, labels=np.array([1])),
+            dict(kind="points", frame=15, obj_id=1, points=later, labels=np.array([1, 0])),
         ]
         return prompts, [{}], {}
     if case == "cond_frames_both_ways":
@@ -79,6 +89,7 @@ def our_prompts(prompts: list[dict], hw) -> list[ObjectPrompt]:
 # no-object pointer and spatial-embedding path, compared through the object scores).
 CASES = [
     ("sam2.1_hiera_t", "three_objects", 2.0),
+    ("sam2.1_hiera_t", "frames_0_and_15", 2.0),
     ("sam2.1_hiera_t", "cond_frames_both_ways", -2.0),
     ("sam2_hiera_t", "cond_frames_both_ways", 2.0),
     ("sam2.1_hiera_s", "three_objects", 2.0),
