@@ -13,7 +13,7 @@ demo: $(VENV)/.runtime  ## the main job on the bundled sample (random weights un
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n 2 --dist loadfile
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
