@@ -80,7 +80,8 @@ class TrainConfig:
     steps: int = 1000
     seed: int = 123
     compute_dtype: str = "bfloat16"  # activations; params stay float32
-    remat: bool = False  # recompute each model stage's activations in the backward pass
+    remat: bool = False  # keep only matmul outputs for the backward pass, recompute the rest
+    drop_path_rate: float = 0.0  # Hiera stochastic depth (the reference fine-tune uses 0.1)
     task: str = "sam2_jax.train.task:sam2_task"
     data: str = "sam2_jax.train.task:synthetic_data"
     data_options: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments for the data

@@ -1,0 +1,10 @@
+"""Fine-tune SAM 2.1 Hiera-L: the B+ recipe (`finetune_base_plus.py`) on the large model."""
+
+import pathlib
+import runpy
+
+_BASE = runpy.run_path(str(pathlib.Path(__file__).with_name("finetune_base_plus.py")))
+
+
+def get_config():
+    return _BASE["get_config"]("sam2.1_hiera_l")

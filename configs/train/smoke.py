@@ -1,0 +1,29 @@
+"""CI-sized SAM 2 training run: the tiny model at 128 px on synthetic moving shapes.
+
+Random weights, 2-frame clips, 2 objects, batch 2, a few steps at a high LR, so that the loss
+visibly falls within a minute or two on a CPU:
+
+  sam2-jax train --config smoke --workdir /tmp/smoke steps=20
+"""
+
+from sam2_jax.train.config import CheckpointConfig, OptimConfig, TrainConfig
+
+
+def get_config() -> TrainConfig:
+    return TrainConfig(
+        model="sam2.1_hiera_t",
+        image_size=128,
+        num_frames=2,
+        max_objects=2,
+        batch_size=2,
+        steps=10,
+        seed=0,
+        compute_dtype="float32",  # bf16 matmuls are slow on CPU
+        task="sam2_jax.train.task:sam2_task",
+        data="sam2_jax.train.task:synthetic_data",
+        data_options=(("num_videos", 8), ("video_frames", 4), ("num_threads", 0)),
+        workdir="runs/smoke",
+        log_every=1,
+        optim=OptimConfig(base_lr=1e-4, vision_lr=1e-4, warmup_steps=2),
+        checkpoint=CheckpointConfig(every_steps=5, keep=2),
+    )
