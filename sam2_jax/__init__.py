@@ -1,5 +1,6 @@
 """sam2_jax: SAM 2 (Segment Anything in Images and Videos) in JAX/Flax."""
 
+from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.config import CONFIGS, ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2
@@ -9,6 +10,7 @@ __all__ = [
     "CONFIGS",
     "SAM2",
     "ModelConfig",
+    "SAM2AutomaticMaskGenerator",
     "SAM2Model",
     "SAM2VideoPredictor",
     "build_sam2",

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from sam2_jax import video_cli
+from sam2_jax import amg_cli, video_cli
 from sam2_jax.train import cli as train_cli
 
 DEFAULT_IMAGE = "groceries.jpg"
@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.set_defaults(run=evaluate_vos)
 
     video_cli.add_parser(commands)  # track-video
+    amg_cli.add_parser(commands)  # generate-masks
     train_cli.add_parser(commands)  # train
 
     args = parser.parse_args(argv)

@@ -1,0 +1,134 @@
+"""`sam2-jax generate-masks`: every mask of an image, as COCO-RLE JSON and an overlay PNG.
+
+Writes to --out: masks.json (one record per mask: COCO RLE segmentation, area, bbox XYWH,
+predicted_iou, point_coords, stability_score, crop_box; plus the image, the model, whether
+the weights are random and the settings) and overlay.png (the masks in colour, largest
+drawn first so small masks stay visible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+SAMPLE = "sample"  # IMAGE value for the bundled sample image
+DEFAULT_IMAGE = "groceries.jpg"
+
+
+def _bundled(name: str) -> str:
+    import importlib.resources
+
+    return str(importlib.resources.files("sam2_jax") / "assets" / name)
+
+
+def generate_masks(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from sam2_jax import visualize
+    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2_jax.build import build_sam2
+    from sam2_jax.config import get_config
+
+    fail = lambda message: SystemExit(f"sam2-jax generate-masks: error: {message}")
+    path = _bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
+    try:
+        image = Image.open(path).convert("RGB")
+    except OSError as err:  # missing, unreadable or not an image
+        raise fail(f"cannot read image {path!r}: {err}") from err
+    for name in ("points_per_side", "points_per_batch"):
+        if getattr(args, name) < 1:
+            raise fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
+    try:
+        if config_name is not None:
+            get_config(config_name, image_size=args.image_size)
+        if args.checkpoint is None:
+            print(
+                f"warning: no --checkpoint given: the weights are RANDOM (seed {args.seed}), so "
+                "the masks are not meaningful (they only show that the pipeline runs)",
+                file=sys.stderr,
+                flush=True,
+            )
+        print("building the model (first run: compiling, this takes a while) ...", flush=True)
+        model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
+    except (ValueError, OSError, ImportError) as err:
+        raise fail(err) from err
+    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
+
+    settings = dict(
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        box_nms_thresh=args.box_nms_thresh,
+        crop_n_layers=args.crop_n_layers,
+        min_mask_region_area=args.min_mask_region_area,
+        use_m2m=args.use_m2m,
+    )
+    generator = SAM2AutomaticMaskGenerator(model, output_mode="coco_rle", **settings)
+    start = time.perf_counter()
+    records = generator.generate(image)
+    seconds = time.perf_counter() - start
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "image": str(path),
+        "image_hw": [image.height, image.width],
+        "model": model.config.name,
+        "input_size": model.config.image_size,
+        "checkpoint": model.checkpoint,
+        "random_weights": model.random_weights,
+        "settings": settings,
+        "generate_s": round(seconds, 3),
+        "annotations": records,
+    }
+    (out / "masks.json").write_text(json.dumps(report) + "\n")
+    order = sorted(range(len(records)), key=lambda i: -records[i]["area"])
+    masks = np.zeros((len(records), image.height, image.width), bool)
+    if records:
+        from sam2_jax.rle import coco_rle_to_mask
+
+        masks = np.stack([coco_rle_to_mask(records[i]["segmentation"]) for i in order])
+    colors = [visualize.mask_color(i) for i in range(len(order))]
+    visualize.render(image, masks, colors=colors).save(out / "overlay.png")
+    print(f"{len(records)} mask(s) in {seconds:.1f} s: masks.json, overlay.png -> {out}")
+
+
+def add_parser(commands) -> None:
+    """Adds `generate-masks` to the `sam2-jax` subcommands."""
+    gen = commands.add_parser(
+        "generate-masks",
+        help="every mask of an image (automatic mask generation): masks.json, overlay.png",
+        description=__doc__.split("\n\n")[1]
+        + " Without --checkpoint the weights are random and the masks are not meaningful.",
+    )
+    gen.add_argument(
+        "image", help=f"image file, or '{SAMPLE}' for the bundled {DEFAULT_IMAGE} (800x534)"
+    )
+    gen.add_argument("--out", required=True, help="output directory (created if missing)")
+    gen.add_argument(
+        "--config", help="model variant (default: the checkpoint's, or sam2.1_hiera_t without one)"
+    )
+    gen.add_argument(
+        "--checkpoint",
+        help="reference .pt, HF checkpoint or converted directory (default: none, random weights)",
+    )
+    gen.add_argument(
+        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
+    )
+    gen.add_argument("--points-per-side", type=int, default=32, help="grid of clicks per side")
+    gen.add_argument("--points-per-batch", type=int, default=64, help="clicks per model call")
+    gen.add_argument("--pred-iou-thresh", type=float, default=0.8)
+    gen.add_argument("--stability-score-thresh", type=float, default=0.95)
+    gen.add_argument("--box-nms-thresh", type=float, default=0.7)
+    gen.add_argument("--crop-n-layers", type=int, default=0)
+    gen.add_argument("--min-mask-region-area", type=int, default=0)
+    gen.add_argument("--use-m2m", action="store_true", help="one mask-to-mask refinement step")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    gen.set_defaults(run=generate_masks)
