@@ -28,6 +28,7 @@ import pytest
 from sam2_jax.train.checkpointing import Checkpointer, CorruptCheckpointError
 from sam2_jax.train.config import TrainConfig
 from sam2_jax.train.loop import train
+from sam2_jax.train.task import remat
 from tests.train_standin import STEPS, ArrayBatches, standin_config, standin_task
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -90,6 +91,16 @@ def test_sharded_run_equals_single_device(single, tmp_path):
     assert mu.sharding == kernel.sharding
     # small leaves stay replicated
     assert out["state"].params["head"]["bias"].sharding.is_fully_replicated
+
+
+def test_remat_run_equals_plain(single, tmp_path):
+    """The rematerialized loss (TrainConfig.remat) trains exactly as the plain one."""
+    _, ref = single
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path))
+    task = standin_task(cfg)
+    task = dataclasses.replace(task, loss_fn=remat(task.loss_fn))
+    out = train(cfg, task=task, data=ArrayBatches(cfg, seed=0), devices=jax.devices()[:1])
+    assert_trees_close(out["state"], ref["state"])
 
 
 def test_resume_in_process_equals_uninterrupted(single, tmp_path):
