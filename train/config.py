@@ -85,6 +85,8 @@ class TrainConfig:
     task: str = "sam2_jax.train.task:sam2_task"
     data: str = "sam2_jax.train.task:synthetic_data"
     data_options: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments for the data
+    # TrainPromptConfig fields of the SAM 2 objective, e.g. (("num_correction_pt_per_frame", 1),)
+    prompt_options: tuple[tuple[str, Any], ...] = ()
     workdir: str = "runs/default"
     log_every: int = 10
     optim: OptimConfig = OptimConfig()

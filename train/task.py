@@ -70,6 +70,7 @@ def sam2_task(cfg: TrainConfig) -> Task:
     from sam2_jax.config import get_config
     from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
     from sam2_jax.train.objective import ObjectiveConfig, loss_fn
+    from sam2_jax.train.prompting import TrainPromptConfig
 
     if cfg.init_checkpoint:
         from sam2_jax.convert.checkpoint_io import load_checkpoint
@@ -81,7 +82,8 @@ def sam2_task(cfg: TrainConfig) -> Task:
     trunk = dataclasses.replace(config.trunk, drop_path_rate=cfg.drop_path_rate)
     config = dataclasses.replace(config, trunk=trunk)
     module = SAM2(config, dtype=jnp.dtype(cfg.compute_dtype))
-    loss = functools.partial(loss_fn, module=module, cfg=ObjectiveConfig())
+    objective = ObjectiveConfig(prompt=TrainPromptConfig(**dict(cfg.prompt_options)))
+    loss = functools.partial(loss_fn, module=module, cfg=objective)
     return Task(params=params, loss_fn=remat(loss) if cfg.remat else loss)
 
 
