@@ -111,7 +111,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     wh = np.clip(rb - lt, 0, None)
     inter = wh[..., 0] * wh[..., 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        overlaps = (inter / (area[:, None] + area[None, :] - inter)) > np.float32(iou_threshold)
+        iou = inter / (area[:, None] + area[None, :] - inter)  # float32, as torchvision
+    overlaps = iou.astype(np.float64) > float(iou_threshold)  # compared in double, as torchvision
     suppressed = np.zeros(len(b), bool)
     keep = []
     for i in range(len(b)):
