@@ -1,0 +1,431 @@
+"""The training-mode forward pass of SAM 2 on a clip (reference `SAM2Train.forward`).
+
+1. The image encoder runs on every frame of every clip at once (drop path active in training).
+2. Frames are processed in the reference's order: the initial conditioning frames first, then
+   the others ascending, as one `lax.scan` whose carry is a float32 memory bank (gradients
+   flow through the memories into earlier frames).
+3. Per frame: a ground-truth mask prompt is taken as the output (`use_mask_as_output`); else
+   the features are conditioned on memory (initial conditioning frames just add
+   `no_mem_embed`; the others run memory attention once, dropout active in training, and see
+   every conditioning frame's pointer, future ones included, as the reference does in
+   training) and the SAM heads decode the frame's initial points (step 0).
+4. On correction frames, `num_correction_pt_per_frame` more decoder steps follow on the same
+   memory-conditioned features: a click sampled from the errors of the current mask (or from
+   the ground truth with probability `prob_to_sample_from_gt`) is appended to the points,
+   and the previous step's low-res logits are the dense prompt. 3 candidate masks while a
+   frame has at most one point, else 1.
+5. The final mask (sigmoid, x20 - 10) is encoded into a memory: conditioning memory on
+   initial and corrected frames, else a recent one.
+
+Fixed shapes: every frame has K = 1 + C step slots (`step_valid` says which ran) and 3
+candidate slots (`num_masks` says how many are real); correction steps run under `lax.cond`
+only on correction frames. All prompt decisions are arrays (`PromptPlan`), so one compiled
+function serves sampled and given prompts.
+
+Shapes: B clips, T frames, O objects per clip, N = B * O objects (object n = b * O + o),
+S image size, h = S / 16, C = correction clicks per frame, P = 2 + C point slots.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from sam2_jax.memory_bank import MemoryBank, empty_bank, write_conditioning, write_recent
+from sam2_jax.modeling.interpolation import upsample_bilinear
+from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
+from sam2_jax.tracking import _memory_sequence
+from sam2_jax.train.prompting import (
+    PromptPlan,
+    TrainPromptConfig,
+    sample_plan,
+    sample_points_from_errors,
+)
+
+Variables = dict[str, Any]
+NUM_CANDIDATES = 3  # multimask outputs of the mask decoder
+
+
+class ForwardOutputs(NamedTuple):
+    """Per frame (in frame order) and per interaction step.
+
+    Attributes:
+      multimask_logits: (N, T, K, 4h, 4w, 3) low-res candidate mask logits (NO_OBJ_SCORE
+        where the object score is <= 0); slots >= num_masks are zeros. Upsampled bilinearly to
+        S x S they are the reference's `multistep_pred_multimasks_high_res`, except on
+        `mask_input` frames, whose high-res logits are the mask prompt x20 - 10 itself.
+      ious: (N, T, K, 3) predicted IoUs (zeros in unused slots).
+      object_score_logits: (N, T, K, 1).
+      num_masks: (T, K) int32, 3 (multimask step) or 1.
+      step_valid: (T, K) bool, the step ran (step 0 always; 1..C on correction frames).
+      mask_input: (T,) bool, frames whose output is the ground-truth mask prompt.
+      pred_masks: (N, T, 4h, 4w) the frame's final low-res mask logits.
+      point_coords: (N, T, P, 2) the frame's final points; point_labels (N, T, P) int32;
+      num_points: (T,) int32 valid points per frame (the first num_points slots).
+      plan: the PromptPlan that was used (with the sampled correction clicks filled in).
+    """
+
+    multimask_logits: jax.Array
+    ious: jax.Array
+    object_score_logits: jax.Array
+    num_masks: jax.Array
+    step_valid: jax.Array
+    mask_input: jax.Array
+    pred_masks: jax.Array
+    point_coords: jax.Array
+    point_labels: jax.Array
+    num_points: jax.Array
+    plan: PromptPlan
+
+
+class _Heads(NamedTuple):
+    """One decoder step for N objects."""
+
+    multimasks: jax.Array  # (N, 4h, 4w, 3)
+    ious: jax.Array  # (N, 3)
+    low_res: jax.Array  # (N, 4h, 4w, 1) selected mask
+    high_res: jax.Array  # (N, S, S, 1)
+    obj_ptr: jax.Array  # (N, C)
+    score: jax.Array  # (N, 1)
+    num_masks: jax.Array  # () int32
+
+
+def _decode(
+    m: SAM2,
+    pix_feat: jax.Array,
+    high_res_features: tuple[jax.Array, jax.Array],
+    coords: jax.Array,
+    labels: jax.Array,
+    point_valid: jax.Array,
+    mask_input: jax.Array | None,
+    multimask: jax.Array,
+) -> _Heads:
+    """SAM heads (reference `_forward_sam_heads` in training mode) with a traced multimask flag.
+
+    The decoder runs once; the flag picks tokens 1..3 (best by IoU for the mask and pointer)
+    or token 0 (no stability fallback in training).
+
+    Args:
+      pix_feat: (N, h, w, C); coords (N, P, 2); labels (N, P); point_valid (N, P) bool.
+      mask_input: (N, 4h, 4w, 1) logits of the previous step, or None.
+      multimask: () bool.
+    """
+    n = pix_feat.shape[0]
+    dummy = ~point_valid.any(axis=1, keepdims=True) & (jnp.arange(point_valid.shape[1]) == 0)
+    labels = jnp.where(point_valid, labels, -1)  # padding and the no-point dummy
+    sparse_mask = jnp.concatenate([point_valid | dummy, jnp.ones((n, 1), bool)], axis=1)
+    sparse, dense = m.sam_prompt_encoder(coords, labels, mask_input, pad=True)
+    masks, iou, tokens, score = m.sam_mask_decoder.predict_masks(
+        pix_feat,
+        m.sam_prompt_encoder.get_dense_pe(),
+        sparse,
+        dense,
+        high_res_features=high_res_features,
+        sparse_mask=sparse_mask,
+    )  # (N, 4h, 4w, 4), (N, 4), (N, 4, C), (N, 1)
+    appearing = score > 0  # (N, 1)
+    masks = jnp.where(appearing[:, :, None, None], masks, NO_OBJ_SCORE).astype(jnp.float32)
+    best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (N,)
+    pad = jnp.zeros_like(masks[..., :2])
+    multimasks = jnp.where(multimask, masks[..., 1:], jnp.concatenate([masks[..., :1], pad], -1))
+    ious = jnp.where(
+        multimask, iou[:, 1:], jnp.concatenate([iou[:, :1], jnp.zeros_like(iou[:, :2])], -1)
+    )
+    chosen = jnp.where(multimask, best, 0)
+    low_res = jnp.take_along_axis(masks, chosen[:, None, None, None], axis=-1)
+    token = jnp.take_along_axis(tokens, chosen[:, None, None], axis=1)[:, 0]  # (N, C)
+    size = m.config.image_size
+    high_res = upsample_bilinear(low_res, (size, size))
+    obj_ptr = m._gate_obj_ptr(m.obj_ptr_proj(token), appearing)
+    num_masks = jnp.where(multimask, NUM_CANDIDATES, 1).astype(jnp.int32)
+    return _Heads(
+        multimasks, ious.astype(jnp.float32), low_res, high_res, obj_ptr, score, num_masks
+    )
+
+
+def _mask_as_output(
+    m: SAM2, raw: jax.Array, high_res_features: tuple[jax.Array, jax.Array], gt: jax.Array
+) -> _Heads:
+    """A ground-truth mask prompt as the output (reference `_use_mask_as_output`); gt (N, S, S)."""
+    out = m.use_mask_as_output(raw, high_res_features, gt[..., None])
+    pad = jnp.zeros_like(out.low_res_masks[..., :1])
+    multimasks = jnp.concatenate([out.low_res_masks, pad, pad], axis=-1)
+    ious = jnp.concatenate([out.ious, jnp.zeros_like(out.ious), jnp.zeros_like(out.ious)], -1)
+    return _Heads(
+        multimasks,
+        ious,
+        out.low_res_masks,
+        out.high_res_masks,
+        out.obj_ptr,
+        out.object_score_logits,
+        jnp.asarray(1, jnp.int32),
+    )
+
+
+def _attend(
+    m: SAM2,
+    bank: MemoryBank,
+    raw: jax.Array,
+    pos: jax.Array,
+    frame_idx: jax.Array,
+    num_frames: int,
+    deterministic: bool,
+) -> jax.Array:
+    """Memory attention for one frame in training mode: (N, h, w, C) -> (N, h, w, C)."""
+    n, h, w, c = raw.shape
+    memory, memory_pos, key_mask, rope_mask, rope_index = _memory_sequence(
+        m, bank, frame_idx, False, num_frames
+    )
+    # In training the reference attends to every conditioning frame's pointer, also those
+    # ahead of the current frame (at eval only past ones): re-enable the ones the eval
+    # selection masked. Pointer tokens follow the (K + R) * HW spatial tokens, conditioning
+    # pointers first, C // mem_dim tokens each.
+    k, r = bank.cond_capacity, bank.recent_valid.shape[1]
+    split = c // m.config.mem_dim
+    start = (k + r) * h * w
+    cond_ptr = jnp.repeat(bank.cond_valid, split, axis=1)  # (N, K * split)
+    key_mask = key_mask.at[:, start : start + k * split].set(cond_ptr)
+    out = m.memory_attention(
+        raw.reshape(n, h * w, c),  # (N, HW, C)
+        jnp.broadcast_to(pos, (n, h, w, c)).reshape(n, h * w, c),
+        memory,
+        memory_pos,
+        memory_mask=key_mask,
+        rope_mask=rope_mask,
+        rope_index=rope_index,
+        deterministic=deterministic,
+    )
+    return out.reshape(n, h, w, c).astype(raw.dtype)
+
+
+def _encode_memory(m: SAM2, raw: jax.Array, high_res: jax.Array, score: jax.Array) -> jax.Array:
+    """Reference `_encode_new_memory` in training (always a sigmoid): (N, HW, M) float32."""
+    cfg = m.config
+    n, h, w, _ = raw.shape
+    mask = jax.nn.sigmoid(high_res.astype(jnp.float32))
+    mask = mask * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
+    mem, _ = m.memory_encoder(raw, mask)  # (N, h, w, M)
+    if m.no_obj_embed_spatial is not None:
+        absent = (score[:, 0] <= 0).astype(mem.dtype)[:, None, None, None]
+        mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
+    return mem.reshape(n, h * w, -1).astype(jnp.float32)  # (N, h, w, M) -> (N, HW, M)
+
+
+def _frame_features(features: dict, frame: jax.Array, num_objects: int):
+    """The frame's features per object: B clips' maps repeated O times along the batch."""
+
+    def take(x):  # (B, T, ...) -> (N, ...)
+        return jnp.repeat(jax.lax.dynamic_index_in_dim(x, frame, 1, False), num_objects, 0)
+
+    fpn = features["backbone_fpn"]
+    return take(fpn[0]), take(fpn[1]), take(fpn[2])
+
+
+def _validate(frames: jax.Array, masks: jax.Array, object_valid: jax.Array, size: int) -> None:
+    if frames.ndim != 5 or frames.shape[2:] != (size, size, 3):
+        raise ValueError(f"frames must be (B, T, {size}, {size}, 3), got {frames.shape}")
+    b, t = frames.shape[:2]
+    if masks.ndim != 5 or masks.shape[:2] != (b, t) or masks.shape[3:] != (size, size):
+        raise ValueError(f"masks must be (B, T, O, {size}, {size}) = ({b}, {t}, ...), got "
+                         f"{masks.shape}")  # fmt: skip
+    if object_valid.shape != (b, masks.shape[2]):
+        raise ValueError(f"object_valid must be (B, O) = {(b, masks.shape[2])}, got "
+                         f"{object_valid.shape}")  # fmt: skip
+
+
+def training_forward(
+    module: SAM2,
+    variables: Variables,
+    frames: jax.Array,
+    masks: jax.Array,
+    object_valid: jax.Array,
+    key: jax.Array,
+    cfg: TrainPromptConfig,
+    *,
+    train: bool = True,
+    prompts: PromptPlan | None = None,
+    freeze_image_encoder: bool = False,
+) -> ForwardOutputs:
+    """Runs clips through SAM 2 as the reference trainer does, simulating the interaction.
+
+    Args:
+      module, variables: the SAM2 module and `{"params": ...}`.
+      frames: (B, T, S, S, 3) float32 ImageNet-normalized frames.
+      masks: (B, T, O, S, S) bool ground truth (all False where an object is absent).
+      object_valid: (B, O) bool; padding objects run along but their outputs mean nothing.
+      key: PRNG key for the prompts, the correction clicks, dropout and drop path.
+      cfg: prompt-simulation settings.
+      train: static; False turns dropout / drop path off (prompt sampling is unaffected).
+      prompts: a given PromptPlan (leading axis N = B * O) instead of sampling one; with
+        `correction_coords` the correction clicks are given too, else sampled.
+      freeze_image_encoder: static; no gradient reaches the image encoder's params, as the
+        reference's `freeze_image_encoder` (the decoder's conv_s0 / conv_s1 still train).
+
+    Returns:
+      ForwardOutputs (objects flattened, n = b * O + o).
+    """
+    config = module.config
+    size = config.image_size
+    _validate(frames, masks, object_valid, size)
+    b, t, o = masks.shape[:3]
+    n = b * o
+    num_corr = cfg.num_correction_pt_per_frame
+    gt_all = jnp.swapaxes(masks.astype(bool), 1, 2).reshape(n, t, size, size)  # (N, T, S, S)
+    k_plan, k_click, k_drop = jax.random.split(key, 3)
+    plan = sample_plan(k_plan, gt_all, cfg) if prompts is None else prompts
+    given_clicks = plan.correction_coords is not None
+    deterministic = not train
+    if freeze_image_encoder:
+        params = dict(variables["params"])
+        params["image_encoder"] = jax.lax.stop_gradient(params["image_encoder"])
+        variables = {**variables, "params": params}
+
+    def apply(fn, *args, rng=None):
+        rngs = None if deterministic or rng is None else {"dropout": rng}
+        return module.apply(variables, *args, method=fn, rngs=rngs)
+
+    images = frames.reshape(b * t, size, size, 3)  # (B*T, S, S, 3), clip-major
+    features = apply(SAM2.forward_image, images, deterministic, rng=jax.random.fold_in(k_drop, t))
+    features = {
+        "backbone_fpn": [x.reshape(b, t, *x.shape[1:]) for x in features["backbone_fpn"]],
+        "pos": features["vision_pos_enc"][-1][:1],  # (1, h, w, C), the same for every image
+    }
+    emb = config.embedding_size
+    bank = empty_bank(
+        n,
+        emb * emb,
+        mem_dim=config.mem_dim,
+        hidden_dim=config.d_model,
+        cond_capacity=min(cfg.max_cond_frames, t),
+        num_recent=config.num_maskmem - 1,
+        num_ptrs=max(min(t, config.max_obj_ptrs_in_encoder) - 1, 1),
+        dtype=jnp.float32,
+    )
+    p_slots = cfg.max_points
+
+    def frame_step(bank: MemoryBank, frame: jax.Array):
+        s0, s1, raw = _frame_features(features, frame, o)
+        high_res_features = (s0, s1)
+        is_init = plan.init_cond[frame]
+        mask_prompt = plan.use_mask & is_init
+        corrected = plan.correct[frame]
+        gt = gt_all[:, frame]  # (N, S, S)
+        fkey = jax.random.fold_in(k_click, frame)
+
+        def with_memory(_):
+            return apply(_attend, bank, raw, features["pos"], frame, t, deterministic,
+                         rng=jax.random.fold_in(k_drop, frame))  # fmt: skip
+
+        def without_memory(_):
+            return raw + variables["params"]["no_mem_embed"].reshape(1, 1, 1, -1)
+
+        pix_feat = jax.lax.cond(is_init, without_memory, with_memory, None)
+
+        num_init = plan.init_num_points[frame]
+        coords = jnp.zeros((n, p_slots, 2), jnp.float32).at[:, :2].set(plan.init_coords[:, frame])
+        labels = jnp.full((n, p_slots), -1, jnp.int32).at[:, :2].set(plan.init_labels[:, frame])
+        slots = jnp.arange(p_slots)[None]
+
+        def heads(coords, labels, num_points, mask_input):
+            multimask = num_points <= 1  # released configs: multimask for 0..1 points
+            valid = jnp.broadcast_to(slots < num_points, (n, p_slots))
+            return apply(_decode, pix_feat, high_res_features, coords, labels, valid,
+                         mask_input, multimask)  # fmt: skip
+
+        step0 = jax.lax.cond(
+            mask_prompt,
+            lambda _: apply(_mask_as_output, raw, high_res_features, gt),
+            lambda _: heads(coords, labels, num_init, None),
+            None,
+        )
+
+        def correction(state, k):
+            coords, labels, num_points, prev = state
+            if given_clicks:
+                click = plan.correction_coords[:, frame, k]
+                click_label = plan.correction_labels[:, frame, k]
+            else:
+                skey = jax.random.fold_in(fkey, k)
+                from_gt = (
+                    jax.random.uniform(jax.random.fold_in(skey, 1)) < cfg.prob_to_sample_from_gt
+                )
+                if not train:
+                    from_gt = jnp.asarray(False)
+                pred = (prev.high_res[..., 0] > 0) & ~from_gt
+                click, click_label = sample_points_from_errors(skey, gt, pred)
+            coords = jax.lax.dynamic_update_slice_in_dim(coords, click[:, None], num_points, 1)
+            labels = jax.lax.dynamic_update_slice_in_dim(
+                labels, click_label[:, None], num_points, 1
+            )
+            out = heads(coords, labels, num_points + 1, prev.low_res)
+            return (coords, labels, num_points + 1, out), (out, click, click_label)
+
+        def run_corrections(_):
+            init = (coords, labels, num_init, step0)
+            final, per_step = jax.lax.scan(correction, init, jnp.arange(num_corr))
+            return final, per_step
+
+        def skip_corrections(_):
+            zeros = jax.tree.map(
+                lambda x: jnp.zeros((num_corr, *x.shape), x.dtype),
+                (step0, coords[:, 0], labels[:, 0]),
+            )
+            return (coords, labels, num_init, step0), zeros
+
+        final, (steps, clicks, click_labels) = jax.lax.cond(
+            corrected, run_corrections, skip_corrections, None
+        )
+        f_coords, f_labels, f_num, last = final
+
+        mem = apply(_encode_memory, raw, last.high_res, last.score)
+        as_cond = is_init | (corrected & cfg.add_all_frames_to_correct_as_cond)
+        everyone = jnp.ones((n,), bool)
+        bank, _ = write_conditioning(bank, frame, mem, last.obj_ptr, everyone & as_cond)
+        bank = write_recent(bank, frame, mem, last.obj_ptr, everyone & ~as_cond)
+
+        def stack(first, rest):  # (N, ...), (C, N, ...) -> (N, K, ...)
+            return jnp.concatenate([first[None], rest], axis=0).swapaxes(0, 1)
+
+        out = {
+            "multimask_logits": stack(step0.multimasks, steps.multimasks),
+            "ious": stack(step0.ious, steps.ious),
+            "object_score_logits": stack(step0.score, steps.score),
+            "num_masks": jnp.concatenate([step0.num_masks[None], steps.num_masks]),
+            "step_valid": jnp.concatenate([jnp.ones((1,), bool), jnp.full((num_corr,), corrected)]),
+            "pred_masks": last.low_res[..., 0],
+            "point_coords": f_coords,
+            "point_labels": f_labels,
+            "num_points": f_num,
+            "clicks": clicks.swapaxes(0, 1),  # (N, C, 2)
+            "click_labels": click_labels.swapaxes(0, 1),  # (N, C)
+        }
+        return bank, out
+
+    order = plan.processing_order()
+    _, outs = jax.lax.scan(frame_step, bank, order)
+    # Back from processing order to frame order.
+    inverse = jnp.argsort(order)
+    outs = jax.tree.map(lambda x: jnp.take(x, inverse, axis=0), outs)
+
+    def objects_first(x):  # (T, N, ...) -> (N, T, ...)
+        return jnp.swapaxes(x, 0, 1)
+
+    used_plan = plan._replace(
+        correction_coords=objects_first(outs["clicks"]),
+        correction_labels=objects_first(outs["click_labels"]),
+    )
+    return ForwardOutputs(
+        multimask_logits=objects_first(outs["multimask_logits"]),
+        ious=objects_first(outs["ious"]),
+        object_score_logits=objects_first(outs["object_score_logits"]),
+        num_masks=outs["num_masks"],
+        step_valid=outs["step_valid"],
+        mask_input=plan.use_mask & plan.init_cond,
+        pred_masks=objects_first(outs["pred_masks"]),
+        point_coords=objects_first(outs["point_coords"]),
+        point_labels=objects_first(outs["point_labels"]),
+        num_points=outs["num_points"],
+        plan=used_plan,
+    )
