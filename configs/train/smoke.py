@@ -22,8 +22,10 @@ def get_config() -> TrainConfig:
         task="sam2_jax.train.task:sam2_task",
         data="sam2_jax.train.task:synthetic_data",
         data_options=(("num_videos", 8), ("video_frames", 4), ("num_threads", 0)),
-        # one correction click per corrected frame: a far smaller graph to compile on a CPU
-        prompt_options=(("num_correction_pt_per_frame", 1),),
+        # Clicks / boxes, never a ground-truth mask prompt: with 2 frames a mask prompt on both
+        # makes the outputs the prompts themselves (zero loss, zero gradient). One correction
+        # click per corrected frame keeps the graph small.
+        prompt_options=(("prob_to_use_pt_input", 1.0), ("num_correction_pt_per_frame", 1)),
         workdir="runs/smoke",
         log_every=1,
         optim=OptimConfig(base_lr=1e-4, vision_lr=1e-4, warmup_steps=2),
