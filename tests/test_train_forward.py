@@ -230,6 +230,9 @@ def _our_forward():
     return run
 
 
+_clip_losses = jax.jit(clip_losses, static_argnames="cfg")  # compiled once for all cases
+
+
 @pytest.fixture(scope="module")
 def clip():
     return _clip()
@@ -286,9 +289,7 @@ def test_training_forward_matches_reference(case, clip):
         pred_obj_scores=True,
     )
     their_loss = criterion(outputs, batch.masks)
-    our_loss = clip_losses(
-        ours, jnp.asarray(masks), jnp.ones((B, OBJ), bool), ObjectiveConfig().loss
-    )
+    our_loss = _clip_losses(ours, masks, np.ones((B, OBJ), bool), ObjectiveConfig().loss)
     for name in ("loss_mask", "loss_dice", "loss_iou", "loss_class", "core_loss"):
         np.testing.assert_allclose(
             float(our_loss[name]), float(their_loss[name]), rtol=5e-3, err_msg=name
