@@ -4,10 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo demo-image test lint format bench clean
 
-demo: $(VENV)/.runtime  ## the main job on the bundled sample (random weights unless CHECKPOINT=...)
-	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo \
+# Without a checkpoint the weights are random (the command says so) and the input is 512 px.
+demo: $(VENV)/.runtime  ## track two children through the bundled clip -> out/demo/overlay.mp4
+	$(BIN)/sam2-jax track-video sample --out out/demo \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--image-size 512)
+
+demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two clicks
+	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo-image \
 		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
