@@ -334,6 +334,8 @@ class SAM2VideoPredictor:
         if points is not None:
             coords = np.asarray(points, np.float32)
             labs = np.asarray(labels, np.int32)
+            if coords.ndim == 3 and len(coords) == 1 and labs.ndim == 2:  # the reference's (1, N)
+                coords, labs = coords[0], labs[0]
             if coords.ndim != 2 or coords.shape[1] != 2:
                 raise ValueError(f"points must be (N, 2) (x, y), got shape {coords.shape}")
             if labs.shape != (len(coords),):
@@ -523,7 +525,8 @@ class SAM2VideoPredictor:
             self.reset_state(state)
             return [], []
         obj = state.obj_ids.index(obj_id)
-        frames = sorted(set(state.objects[obj].points) | set(state.objects[obj].masks))
+        # a set, iterated in its own order, as the reference does
+        frames = set(state.objects[obj].points) | set(state.objects[obj].masks)
         del state.obj_ids[obj], state.objects[obj]
         updated = []
         if need_output:
