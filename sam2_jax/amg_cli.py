@@ -11,17 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
+
+from sam2_jax.cli_common import bundled, choose_config
 
 SAMPLE = "sample"  # IMAGE value for the bundled sample image
 DEFAULT_IMAGE = "groceries.jpg"
-
-
-def _bundled(name: str) -> str:
-    import importlib.resources
-
-    return str(importlib.resources.files("sam2_jax") / "assets" / name)
 
 
 def generate_masks(args: argparse.Namespace) -> None:
@@ -31,10 +26,9 @@ def generate_masks(args: argparse.Namespace) -> None:
     from sam2_jax import visualize
     from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam2_jax.build import build_sam2
-    from sam2_jax.config import get_config
 
     fail = lambda message: SystemExit(f"sam2-jax generate-masks: error: {message}")
-    path = _bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
+    path = bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
     try:
         image = Image.open(path).convert("RGB")
     except OSError as err:  # missing, unreadable or not an image
@@ -42,17 +36,8 @@ def generate_masks(args: argparse.Namespace) -> None:
     for name in ("points_per_side", "points_per_batch"):
         if getattr(args, name) < 1:
             raise fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
     try:
-        if config_name is not None:
-            get_config(config_name, image_size=args.image_size)
-        if args.checkpoint is None:
-            print(
-                f"warning: no --checkpoint given: the weights are RANDOM (seed {args.seed}), so "
-                "the masks are not meaningful (they only show that the pipeline runs)",
-                file=sys.stderr,
-                flush=True,
-            )
+        config_name = choose_config(args)
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
         model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:

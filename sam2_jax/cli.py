@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.resources
 import json
 import time
 
 import numpy as np
 
 from sam2_jax import amg_cli, video_cli
+from sam2_jax.cli_common import bundled, choose_config
 from sam2_jax.train import cli as train_cli
 
 DEFAULT_IMAGE = "groceries.jpg"
-
-
-def _bundled(name: str) -> str:
-    return str(importlib.resources.files("sam2_jax") / "assets" / name)
 
 
 def encode_image(args: argparse.Namespace) -> None:
@@ -29,7 +25,7 @@ def encode_image(args: argparse.Namespace) -> None:
     from sam2_jax.modeling.sam2_base import SAM2
 
     config = get_config(args.config, image_size=args.image_size)
-    path = args.image or _bundled(DEFAULT_IMAGE)
+    path = args.image or bundled(DEFAULT_IMAGE)
     image = Image.open(path).convert("RGB")
     size = config.image_size
     pixels = np.asarray(image.resize((size, size), Image.BILINEAR), np.float32) / 255.0
@@ -155,19 +151,17 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 def segment_image(args: argparse.Namespace) -> None:
     """Prompts -> masks (PNG), an overlay and scores.json in args.out."""
     import pathlib
-    import sys
 
     from PIL import Image
 
     from sam2_jax import visualize
     from sam2_jax.build import build_sam2
-    from sam2_jax.config import get_config
     from sam2_jax.image_predictor import SAM2ImagePredictor
 
     fail = lambda message: SystemExit(f"sam2-jax segment-image: error: {message}")
     if not args.point and args.box is None:
         raise fail("give at least one --point X,Y[,LABEL] or a --box X0,Y0,X1,Y1")
-    path = _bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
+    path = bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
     try:
         image = Image.open(path).convert("RGB")
     except OSError as err:  # missing, unreadable or not an image
@@ -179,18 +173,8 @@ def segment_image(args: argparse.Namespace) -> None:
             raise fail(
                 f"prompt at ({x:g}, {y:g}) lies outside the {image.width}x{image.height} image"
             )
-    # Without a checkpoint the default is tiny; with one, its recorded or matching variant.
-    config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
     try:
-        if config_name is not None:
-            get_config(config_name, image_size=args.image_size)
-        if args.checkpoint is None:
-            print(
-                f"warning: no --checkpoint given: the weights are RANDOM (seed {args.seed}), so "
-                "the masks are not meaningful (they only show that the pipeline runs)",
-                file=sys.stderr,
-                flush=True,
-            )
+        config_name = choose_config(args)
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
         model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:

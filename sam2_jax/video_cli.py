@@ -29,20 +29,15 @@ import argparse
 import json
 import pathlib
 import resource
-import sys
 import time
 
 import numpy as np
 
+from sam2_jax.cli_common import bundled, choose_config
+
 SAMPLE = "sample"  # VIDEO value for the bundled clip (with its bundled prompts)
 SAMPLE_VIDEO = "bedroom.mp4"
 SAMPLE_PROMPTS = "bedroom_prompts.json"
-
-
-def _bundled(name: str) -> str:
-    import importlib.resources
-
-    return str(importlib.resources.files("sam2_jax") / "assets" / name)
 
 
 def load_prompts(path: str | pathlib.Path) -> list[dict]:
@@ -88,30 +83,20 @@ def load_prompts(path: str | pathlib.Path) -> list[dict]:
 
 
 def track_video(args: argparse.Namespace) -> None:
-    from sam2_jax.config import get_config
     from sam2_jax.video_output import OverlayWriter, RLEWriter, overlay_frame, save_frame_pngs
     from sam2_jax.video_predictor import build_sam2_video_predictor
 
     fail = lambda message: SystemExit(f"sam2-jax track-video: error: {message}")
-    video = _bundled(SAMPLE_VIDEO) if args.video == SAMPLE else args.video
-    prompts_path = args.prompts or (_bundled(SAMPLE_PROMPTS) if args.video == SAMPLE else None)
+    video = bundled(SAMPLE_VIDEO) if args.video == SAMPLE else args.video
+    prompts_path = args.prompts or (bundled(SAMPLE_PROMPTS) if args.video == SAMPLE else None)
     if prompts_path is None:
         raise fail("give --prompts PROMPTS.json (format: sam2-jax track-video --help)")
     try:
         prompts = load_prompts(prompts_path)
     except (ValueError, OSError) as err:
         raise fail(err) from err
-    config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
     try:
-        if config_name is not None:
-            get_config(config_name, image_size=args.image_size)
-        if args.checkpoint is None:
-            print(
-                f"warning: no --checkpoint given: the weights are RANDOM (seed {args.seed}), so "
-                "the masks are not meaningful (they only show that the pipeline runs)",
-                file=sys.stderr,
-                flush=True,
-            )
+        config_name = choose_config(args)
         predictor = build_sam2_video_predictor(
             config_name, args.checkpoint, image_size=args.image_size, seed=args.seed
         )
