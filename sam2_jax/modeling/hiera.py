@@ -10,6 +10,7 @@ import numpy as np
 from sam2_jax.config import BlockSpec, HieraConfig
 from sam2_jax.modeling.attention import dot_product_attention
 from sam2_jax.modeling.common import MLP, DropPath, gelu, max_pool_2d
+from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.interpolation import resize_bicubic_torch
 
 _LN_EPS = 1e-6  # the reference builds Hiera's LayerNorms with eps=1e-6
@@ -148,7 +149,7 @@ class Hiera(nn.Module):
         For S=1024 and tiny: (B,256,256,96), (B,128,128,192), (B,64,64,384), (B,32,32,768).
         """
         cfg = self.config
-        x = nn.Conv(
+        x = Conv(
             cfg.embed_dim,
             (7, 7),
             strides=(4, 4),

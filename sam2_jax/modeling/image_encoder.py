@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from sam2_jax.config import ModelConfig
+from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.hiera import Hiera
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 
@@ -35,7 +36,7 @@ class FpnNeck(nn.Module):
         features: list[jax.Array | None] = [None] * self.num_levels
         previous = None
         for i in range(n, -1, -1):
-            lateral = nn.Conv(self.d_model, (1, 1), dtype=self.dtype, name=f"convs_{n - i}")(
+            lateral = Conv(self.d_model, (1, 1), dtype=self.dtype, name=f"convs_{n - i}")(
                 trunk_maps[i]
             )
             if i in self.fpn_top_down_levels and previous is not None:

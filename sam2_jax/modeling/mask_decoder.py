@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from sam2_jax.modeling.common import MLP, gelu
+from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.transformer import TwoWayTransformer
 
 _LN2D_EPS = 1e-6  # the reference's LayerNorm2d default
@@ -107,8 +108,8 @@ class MaskDecoder(nn.Module):
     def setup(self):
         dim, dtype = self.transformer_dim, self.dtype
         if self.use_high_res_features:
-            self.conv_s0 = nn.Conv(dim // 8, (1, 1), dtype=dtype)
-            self.conv_s1 = nn.Conv(dim // 4, (1, 1), dtype=dtype)
+            self.conv_s0 = Conv(dim // 8, (1, 1), dtype=dtype)
+            self.conv_s1 = Conv(dim // 4, (1, 1), dtype=dtype)
         self.transformer = TwoWayTransformer(
             depth=2, embedding_dim=dim, num_heads=8, mlp_dim=2048, dtype=dtype
         )

@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.modeling.common import gelu, layer_norm
+from sam2_jax.modeling.common import DepthwiseConv, gelu, layer_norm
+from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 
 
@@ -41,7 +42,7 @@ class MaskDownSampler(nn.Module):
         pad = ((self.padding, self.padding), (self.padding, self.padding))
         for _ in range(num_layers):
             channels *= self.stride**2
-            x = nn.Conv(
+            x = Conv(
                 channels,
                 (self.kernel_size, self.kernel_size),
                 strides=(self.stride, self.stride),
@@ -51,7 +52,7 @@ class MaskDownSampler(nn.Module):
             )(x)
             x = gelu(layer_norm(1e-6, f"encoder_{index + 1}", self.dtype)(x))
             index += 3
-        return nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name=f"encoder_{index}")(x)
+        return Conv(self.embed_dim, (1, 1), dtype=self.dtype, name=f"encoder_{index}")(x)
 
 
 class CXBlock(nn.Module):
@@ -65,15 +66,9 @@ class CXBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, h, w, dim) -> (B, h, w, dim)."""
-        pad = ((self.padding, self.padding), (self.padding, self.padding))
-        y = nn.Conv(
-            self.dim,
-            (self.kernel_size, self.kernel_size),
-            padding=pad,
-            feature_group_count=self.dim,  # depthwise; kernel (k, k, 1, dim)
-            dtype=self.dtype,
-            name="dwconv",
-        )(x)
+        y = DepthwiseConv(
+            self.dim, self.kernel_size, self.padding, dtype=self.dtype, name="dwconv"
+        )(x)  # kernel (k, k, 1, dim)
         y = layer_norm(1e-6, "norm", self.dtype)(y)
         y = gelu(nn.Dense(4 * self.dim, dtype=self.dtype, name="pwconv1")(y))
         y = nn.Dense(self.dim, dtype=self.dtype, name="pwconv2")(y)
@@ -106,9 +101,9 @@ class MemoryEncoder(nn.Module):
 
     def setup(self):
         self.mask_downsampler = MaskDownSampler(self.in_dim, dtype=self.dtype)
-        self.pix_feat_proj = nn.Conv(self.in_dim, (1, 1), dtype=self.dtype)
+        self.pix_feat_proj = Conv(self.in_dim, (1, 1), dtype=self.dtype)
         self.fuser = Fuser(self.in_dim, self.num_fuser_layers, dtype=self.dtype)
-        self.out_proj = nn.Conv(self.out_dim, (1, 1), dtype=self.dtype)
+        self.out_proj = Conv(self.out_dim, (1, 1), dtype=self.dtype)
 
     def __call__(self, pix_feat: jax.Array, masks: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Encodes one frame's memory.

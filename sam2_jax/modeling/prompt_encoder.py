@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from sam2_jax.modeling.common import gelu
+from sam2_jax.modeling.conv import Conv
 
 _LN2D_EPS = 1e-6  # the reference's LayerNorm2d default
 NUM_POINT_EMBEDDINGS = 4  # negative, positive, box top-left, box bottom-right
@@ -78,13 +79,13 @@ class PromptEncoder(nn.Module):
         # Layer indices match the reference's nn.Sequential (2 and 5 are the GELUs).
         self.mask_downscaling = nn.Sequential(
             [
-                nn.Conv(c // 4, (2, 2), strides=(2, 2), padding="VALID", dtype=self.dtype),
+                Conv(c // 4, (2, 2), strides=(2, 2), padding="VALID", dtype=self.dtype),
                 nn.LayerNorm(epsilon=_LN2D_EPS, dtype=self.dtype),
                 gelu,
-                nn.Conv(c, (2, 2), strides=(2, 2), padding="VALID", dtype=self.dtype),
+                Conv(c, (2, 2), strides=(2, 2), padding="VALID", dtype=self.dtype),
                 nn.LayerNorm(epsilon=_LN2D_EPS, dtype=self.dtype),
                 gelu,
-                nn.Conv(self.embed_dim, (1, 1), padding="VALID", dtype=self.dtype),
+                Conv(self.embed_dim, (1, 1), padding="VALID", dtype=self.dtype),
             ]
         )
 

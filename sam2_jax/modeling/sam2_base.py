@@ -15,6 +15,7 @@ import numpy as np
 
 from sam2_jax.config import ModelConfig
 from sam2_jax.modeling.common import MLP
+from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.image_encoder import ImageEncoder
 from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsample_bilinear
 from sam2_jax.modeling.mask_decoder import MaskDecoder
@@ -61,7 +62,7 @@ class SAM2(nn.Module):
             cfg.d_model, (emb, emb), (size, size), mask_in_chans=16, dtype=self.dtype
         )
         self.obj_ptr_proj = MLP(cfg.d_model, cfg.d_model, 3, dtype=self.dtype)
-        self.mask_downsample = nn.Conv(
+        self.mask_downsample = Conv(
             1, (4, 4), strides=(4, 4), padding="VALID", dtype=self.dtype
         )  # 0/1 mask at image size -> mask prompt at 4x the embedding size
         small_normal = nn.initializers.truncated_normal(0.02)
@@ -73,7 +74,9 @@ class SAM2(nn.Module):
         """Memory encoder, memory attention and the temporal / "no memory" parameters."""
         cfg = self.config
         self.memory_encoder = MemoryEncoder(cfg.mem_dim, cfg.d_model, dtype=self.dtype)
-        self.memory_attention = MemoryAttention(cfg.d_model, dtype=self.dtype)
+        self.memory_attention = MemoryAttention(
+            cfg.d_model, num_layers=cfg.memory_attention_layers, dtype=self.dtype
+        )
         init = nn.initializers.truncated_normal(0.02)
         # Stored (num_maskmem, mem_dim); the reference's is (num_maskmem, 1, 1, mem_dim).
         # Row num_maskmem - t_pos - 1 is added to a memory of temporal slot t_pos.
