@@ -94,6 +94,7 @@ class ModelConfig:
     sigmoid_scale_for_mem_enc: float = 20.0
     sigmoid_bias_for_mem_enc: float = -10.0
     max_obj_ptrs_in_encoder: int = 16
+    memory_attention_layers: int = 4
     # Inference-time fallback from an unstable single mask to the best of the 3 multimask
     # outputs; the reference's builders (image and video predictors) switch it on. Never
     # applied in training mode.
@@ -165,6 +166,25 @@ def _build_registry() -> dict[str, ModelConfig]:
 
 
 CONFIGS: dict[str, ModelConfig] = _build_registry()
+
+# Not a released variant: a small SAM 2.1 for training from scratch on a CPU (the bundled
+# moving-shapes model). A 7-block Hiera of width 48 (the released tiny: 12 blocks of width
+# 96), 2 memory-attention layers instead of 4, 128 px input; decoder, prompt encoder, memory
+# encoder and the memory bank are those of the released models.
+CONFIGS["sam2.1_hiera_mini"] = ModelConfig(
+    name="sam2.1_hiera_mini",
+    trunk=HieraConfig(
+        embed_dim=48,
+        num_heads=1,
+        stages=(1, 2, 3, 1),
+        global_att_blocks=(5,),
+        window_spec=(8, 4, 8, 4),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    ),
+    image_size=128,
+    memory_attention_layers=2,
+    **_SAM21_FLAGS,
+)
 
 # Names users also write: the checkpoint file stems of the releases.
 _ALIASES = {
