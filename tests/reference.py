@@ -32,6 +32,17 @@ ALL_VARIANTS = [
     "sam2.1_hiera_l",
 ]
 
+# SAM 2 and SAM 2.1 configs of one size differ only in four memory / object-pointer flags
+# (checked by tests/test_image_encoder.py::test_image_path_configs_equal_between_releases), so
+# image-path parity needs one variant per Hiera trunk; a 2.0 config stands for the tiny one.
+ONE_PER_TRUNK = ["sam2_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l"]
+MEMORY_FLAGS_21 = {
+    "no_obj_embed_spatial",
+    "add_tpos_enc_to_obj_ptrs",
+    "proj_tpos_enc_in_obj_ptrs",
+    "use_signed_tpos_enc_to_obj_ptrs",
+}
+
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -33,7 +33,26 @@ def _compare_forward_image(name: str, image_size: int, image: np.ndarray) -> dic
     return errors
 
 
-@pytest.mark.parametrize("name", ref.ALL_VARIANTS)
+def test_image_path_configs_equal_between_releases():
+    """Per size, the reference's sam2 and sam2.1 model configs differ only in the SAM 2.1
+    memory flags, so the image encoder, prompt encoder and mask decoder are the same
+    architecture: one variant per trunk (ref.ONE_PER_TRUNK) covers the image path."""
+    import os
+
+    import sam2
+    import yaml
+
+    root = os.path.dirname(sam2.__file__)
+    for size in ("t", "s", "b+", "l"):
+        old, new = (
+            yaml.safe_load(open(os.path.join(root, ref.reference_config_file(n))))["model"]
+            for n in (f"sam2_hiera_{size}", f"sam2.1_hiera_{size}")
+        )
+        differing = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        assert differing == ref.MEMORY_FLAGS_21, (size, differing)
+
+
+@pytest.mark.parametrize("name", ref.ONE_PER_TRUNK)
 def test_forward_image_matches_reference_at_256(name):
     image = ref.normalize(ref.load_image("truck.jpg", 256))
     errors = _compare_forward_image(name, 256, image)
