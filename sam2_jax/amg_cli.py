@@ -13,7 +13,7 @@ import json
 import pathlib
 import time
 
-from sam2_jax.cli_common import bundled, choose_config
+from sam2_jax.cli_common import bundled, choose_model
 
 SAMPLE = "sample"  # IMAGE value for the bundled sample image
 DEFAULT_IMAGE = "groceries.jpg"
@@ -37,9 +37,9 @@ def generate_masks(args: argparse.Namespace) -> None:
         if getattr(args, name) < 1:
             raise fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     try:
-        config_name = choose_config(args)
+        config_name, checkpoint = choose_model(args)
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
-        model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
+        model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
     weights = model.checkpoint or f"RANDOM (seed {args.seed})"

@@ -10,8 +10,10 @@ import time
 import numpy as np
 
 from sam2_jax import amg_cli, video_cli
-from sam2_jax.cli_common import bundled, choose_config
+from sam2_jax.cli_common import bundled, choose_model
+from sam2_jax.evaluation import synthetic_cli
 from sam2_jax.train import cli as train_cli
+from sam2_jax.train import export as train_export
 
 DEFAULT_IMAGE = "groceries.jpg"
 
@@ -174,9 +176,9 @@ def segment_image(args: argparse.Namespace) -> None:
                 f"prompt at ({x:g}, {y:g}) lies outside the {image.width}x{image.height} image"
             )
     try:
-        config_name = choose_config(args)
+        config_name, checkpoint = choose_model(args)
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
-        model = build_sam2(config_name, args.checkpoint, image_size=args.image_size, seed=args.seed)
+        model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
     weights = model.checkpoint or f"RANDOM (seed {args.seed})"
@@ -352,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     video_cli.add_parser(commands)  # track-video
     amg_cli.add_parser(commands)  # generate-masks
     train_cli.add_parser(commands)  # train
+    train_export.add_parser(commands)  # train-export
+    synthetic_cli.add_parser(commands)  # eval-synthetic
 
     args = parser.parse_args(argv)
     args.run(args)

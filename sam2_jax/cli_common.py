@@ -11,14 +11,15 @@ from sam2_jax.config import get_config
 
 
 def bundled(name: str) -> str:
-    """Path of a file shipped in sam2_jax/assets."""
+    """Path of a file (or folder) shipped in sam2_jax/assets."""
     return str(importlib.resources.files("sam2_jax") / "assets" / name)
 
 
-def choose_config(args: argparse.Namespace) -> str | None:
-    """The variant to build: --config; else tiny without a checkpoint, or None (the
-    checkpoint's recorded or matching variant). Validates it (ValueError) and warns on stderr
-    when no checkpoint is given."""
+def choose_model(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(config name, checkpoint) to build from --config / --checkpoint: --config; else tiny
+    without a checkpoint, or None (the checkpoint's recorded or matching variant). Validates
+    the name (ValueError) before anything slow, and warns on stderr when no checkpoint is
+    given (random weights)."""
     config_name = args.config or (None if args.checkpoint else "sam2.1_hiera_t")
     if config_name is not None:
         get_config(config_name, image_size=args.image_size)
@@ -29,4 +30,4 @@ def choose_config(args: argparse.Namespace) -> str | None:
             file=sys.stderr,
             flush=True,
         )
-    return config_name
+    return config_name, args.checkpoint

@@ -33,11 +33,15 @@ import time
 
 import numpy as np
 
-from sam2_jax.cli_common import bundled, choose_config
+from sam2_jax.cli_common import bundled, choose_model
 
-SAMPLE = "sample"  # VIDEO value for the bundled clip (with its bundled prompts)
-SAMPLE_VIDEO = "bedroom.mp4"
-SAMPLE_PROMPTS = "bedroom_prompts.json"
+# VIDEO values naming bundled clips: (video, prompts, ground-truth annotations or None)
+BUNDLED_CLIPS = {
+    # a real clip: two children, a click and a box on frame 0
+    "sample": ("bedroom.mp4", "bedroom_prompts.json", None),
+    # a held-out synthetic moving-shapes clip (one click per shape), with annotations: J&F
+    "shapes": ("shapes_clip/frames", "shapes_clip/prompts.json", "shapes_clip/annotations"),
+}
 
 
 def load_prompts(path: str | pathlib.Path) -> list[dict]:
@@ -87,8 +91,10 @@ def track_video(args: argparse.Namespace) -> None:
     from sam2_jax.video_predictor import build_sam2_video_predictor
 
     fail = lambda message: SystemExit(f"sam2-jax track-video: error: {message}")
-    video = bundled(SAMPLE_VIDEO) if args.video == SAMPLE else args.video
-    prompts_path = args.prompts or (bundled(SAMPLE_PROMPTS) if args.video == SAMPLE else None)
+    clip = BUNDLED_CLIPS.get(args.video)
+    video = bundled(clip[0]) if clip else args.video
+    prompts_path = args.prompts or (bundled(clip[1]) if clip else None)
+    gt_dir = args.gt or (bundled(clip[2]) if clip and clip[2] and not args.prompts else None)
     if prompts_path is None:
         raise fail("give --prompts PROMPTS.json (format: sam2-jax track-video --help)")
     try:
@@ -96,13 +102,14 @@ def track_video(args: argparse.Namespace) -> None:
     except (ValueError, OSError) as err:
         raise fail(err) from err
     try:
-        config_name = choose_config(args)
+        config_name, checkpoint = choose_model(args)
         predictor = build_sam2_video_predictor(
-            config_name, args.checkpoint, image_size=args.image_size, seed=args.seed
+            config_name, checkpoint, image_size=args.image_size, seed=args.seed
         )
         state = predictor.init_state(video, max_frames=args.max_frames)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
+    gt = None if gt_dir is None else _read_annotations(gt_dir, state.num_frames, prompts)
     model = predictor.model
     weights = model.checkpoint or f"RANDOM (seed {args.seed})"
     print(
@@ -169,6 +176,8 @@ def track_video(args: argparse.Namespace) -> None:
         "overlay": overlay_path.name,
         "rle": "masks_rle.json",
     }
+    if gt is not None:
+        summary["scores"] = _score(rle, gt, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(
         f"{tracked} frame outputs for {len(obj_ids)} object(s) in {seconds:.1f} s "
@@ -176,6 +185,53 @@ def track_video(args: argparse.Namespace) -> None:
         f"peak memory {peak_mib:.0f} MiB -> {out}/ ({args.overlay}, masks_rle.json"
         f"{'' if args.no_pngs else ', masks/'}, summary.json)"
     )
+
+
+def _read_annotations(gt_dir: str, num_frames: int, prompts: list[dict]):
+    """The annotations to score against, checked against the video and the prompts."""
+    from sam2_jax.evaluation import read_video_masks
+
+    fail = lambda message: SystemExit(f"sam2-jax track-video: error: {message}")
+    try:
+        gt = read_video_masks(gt_dir)
+    except (OSError, ValueError) as err:
+        raise fail(f"cannot read annotations: {err}") from err
+    if len(gt.frames) != num_frames:
+        raise fail(f"{gt_dir} has {len(gt.frames)} annotated frames, the video {num_frames}")
+    prompted = {p["obj_id"] for p in prompts}
+    unknown = [i for i in gt.object_ids if i not in prompted]
+    if unknown:
+        raise fail(f"annotated object ids {unknown} have no prompts")
+    return gt
+
+
+def _score(rle, gt, out: pathlib.Path) -> dict:
+    """J, F and J&F of the tracked objects against the annotations (printed, and written to
+    out/scores.json)."""
+    from sam2_jax.evaluation import VideoMasks, evaluate_video
+    from sam2_jax.video_output import decode_rle
+
+    num_frames = len(gt.frames)
+    masks = np.zeros((len(gt.object_ids), num_frames, *gt.masks.shape[2:]), bool)
+    for f in range(num_frames):
+        frame = rle.data["frames"].get(str(f))
+        for k, oid in enumerate(gt.object_ids):
+            if frame is not None and str(oid) in frame:
+                masks[k, f] = decode_rle(frame[str(oid)])
+    per_object = evaluate_video(gt, VideoMasks(gt.frames, gt.object_ids, masks, None))
+    scores = {
+        "J&F": float(np.mean([r["J&F"] for r in per_object.values()])),
+        "J": float(np.mean([r["J"]["mean"] for r in per_object.values()])),
+        "F": float(np.mean([r["F"]["mean"] for r in per_object.values()])),
+        "objects": {
+            str(oid): {"J&F": r["J&F"], "J": r["J"]["mean"], "F": r["F"]["mean"]}
+            for oid, r in per_object.items()
+        },
+    }
+    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    rows = ", ".join(f"object {oid}: J&F {r['J&F']:.3f}" for oid, r in scores["objects"].items())
+    print(f"J&F {scores['J&F']:.4f} (J {scores['J']:.4f}, F {scores['F']:.4f}); {rows}")
+    return scores
 
 
 def add_parser(commands) -> None:
@@ -188,18 +244,28 @@ def add_parser(commands) -> None:
     )
     cmd.add_argument(
         "video",
-        help=f"JPEG folder or video file, or '{SAMPLE}' for the bundled clip and its prompts",
+        help="JPEG folder or video file; 'sample' for the bundled real clip and its prompts, "
+        "'shapes' for the bundled moving-shapes clip with its prompts and annotations (J&F is "
+        "printed)",
+    )
+    cmd.add_argument(
+        "--gt",
+        help="DAVIS-style annotation folder (<frame>.png, palette index = object id) of this "
+        "video: J, F and J&F are printed and written to scores.json",
     )
     cmd.add_argument("--prompts", help="prompts JSON file (format above)")
     cmd.add_argument("--out", required=True, help="output directory (created if missing)")
     cmd.add_argument(
-        "--config", help="model variant (default: the checkpoint's, or sam2.1_hiera_t)"
+        "--config",
+        help="model variant (default: the checkpoint's, or sam2.1_hiera_t)",
     )
     cmd.add_argument(
         "--checkpoint",
         help="reference .pt, HF checkpoint or converted directory (default: random weights)",
     )
-    cmd.add_argument("--image-size", type=int, help="model input side (default 1024)")
+    cmd.add_argument(
+        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
+    )
     cmd.add_argument("--max-frames", type=int, help="only the first frames of the video")
     cmd.add_argument("--overlay", default="overlay.mp4", help="overlay file name (.mp4 / .gif)")
     cmd.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")

@@ -1,0 +1,61 @@
+"""`sam2-jax track-video shapes` (J&F against the bundled annotations) and
+`sam2-jax eval-synthetic`, on the small `sam2.1_hiera_mini` with random weights (fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from sam2_jax import cli
+from sam2_jax.cli_common import bundled
+from sam2_jax.evaluation import evaluate_folders
+
+
+@pytest.mark.slow
+def test_track_video_scores_the_shapes_clip(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    cli.main(["track-video", "shapes", "--out", str(out), "--config", "sam2.1_hiera_mini"])
+    printed = capsys.readouterr().out
+    scores = json.loads((out / "scores.json").read_text())
+    assert f"J&F {scores['J&F']:.4f}" in printed
+    assert set(scores["objects"]) == {"1", "2"} and 0.0 <= scores["J&F"] <= 1.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scores"] == scores and summary["random_weights"] is True
+
+    # the same masks scored by `sam2-jax eval`'s folder evaluation (the SA-V layout written
+    # by track-video against the DAVIS-layout annotations)
+    gt_root, pred_root = tmp_path / "gt", tmp_path / "pred"
+    gt_root.mkdir()
+    pred_root.mkdir()
+    os.symlink(bundled("shapes_clip/annotations"), gt_root / "clip")
+    os.symlink(out / "masks", pred_root / "clip")
+    folder = evaluate_folders(str(gt_root), str(pred_root))
+    assert folder["J&F-Mean"] == pytest.approx(scores["J&F"], abs=1e-9)
+
+
+def test_track_video_refuses_annotations_of_another_length(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in sorted(os.listdir(bundled("shapes_clip/frames")))[:5]:
+        os.symlink(os.path.join(bundled("shapes_clip/frames"), name), frames / name)
+    argv = ["track-video", str(frames), "--prompts", bundled("shapes_clip/prompts.json")]
+    argv += ["--gt", bundled("shapes_clip/annotations"), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="24 annotated frames, the video 5"):
+        cli.main(argv + ["--config", "sam2.1_hiera_mini"])
+
+
+@pytest.mark.slow
+def test_eval_synthetic_cli_writes_scores(tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    cli.main(
+        ["eval-synthetic", "--config", "sam2.1_hiera_mini", "--videos", "2", "--frames", "4"]
+        + ["--out", str(out)]
+    )
+    result = json.loads(out.read_text())
+    assert result["objects"] == sum(len(v) for v in result["videos"].values()) > 0
+    assert result["protocol"]["videos"] == "0..1" and result["model"]["checkpoint"] is None
+    assert f"J&F {result['J&F-Mean']:.4f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--videos must be >= 1"):
+        cli.main(["eval-synthetic", "--config", "sam2.1_hiera_mini", "--videos", "0"])

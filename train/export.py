@@ -1,0 +1,97 @@
+"""`sam2-jax train-export`: a training run's params -> a converted model directory.
+
+The result loads like any converted checkpoint (`build_sam2(None, out_dir)`, `--checkpoint
+out_dir`): `params/` (Orbax) and `config.json` (variant and input size). Weights can be
+stored in float16 to halve the size; they are read back as float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+
+import numpy as np
+
+
+def read_run_params(workdir: str, step: int | None = None) -> tuple[int, dict]:
+    """(step, params tree with numpy leaves) of a run's checkpoint (default: the newest).
+
+    Raises:
+      FileNotFoundError: no checkpoint in `<workdir>/checkpoints` (or not `step`).
+    """
+    import orbax.checkpoint as ocp
+
+    root = pathlib.Path(workdir, "checkpoints").absolute()
+    steps = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints in {root}")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint of step {step} in {root} (have {steps})")
+    with ocp.StandardCheckpointer() as checkpointer:
+        state = checkpointer.restore(root / str(step) / "state")
+    return step, state["params"]
+
+
+def export_run(
+    workdir: str,
+    out_dir: str,
+    model: str,
+    image_size: int,
+    *,
+    step: int | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Writes the run's params as a converted checkpoint of `model` at `image_size`.
+
+    The tree is checked strictly against the variant (missing / extra / misshaped leaves
+    raise) by reading the written directory back with `load_checkpoint`.
+    """
+    from sam2_jax.config import get_config
+    from sam2_jax.convert.checkpoint_io import load_checkpoint, save_converted
+
+    config = get_config(model, image_size=image_size)
+    step, params = read_run_params(workdir, step)
+    cast = lambda tree: {
+        k: cast(v) if isinstance(v, dict) else np.asarray(v).astype(dtype) for k, v in tree.items()
+    }
+    source = f"{os.path.abspath(workdir)} step {step} ({dtype})"
+    out = save_converted(cast(params), config, out_dir, overwrite=overwrite, source=source)
+    load_checkpoint(out)  # strict read-back
+    return out
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser(
+        "train-export",
+        help="write a training run's params as a converted model directory (--checkpoint)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workdir", required=True, help="the run directory (holds checkpoints/)")
+    p.add_argument("--model", required=True, help="the run's model variant, e.g. sam2.1_hiera_mini")
+    p.add_argument("--image-size", type=int, required=True, help="the run's image size")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    try:
+        out = export_run(
+            args.workdir,
+            args.out,
+            args.model,
+            args.image_size,
+            step=args.step,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise SystemExit(f"sam2-jax train-export: error: {err}") from err
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"exported {args.workdir} -> {out} ({size / 2**20:.1f} MiB)")
