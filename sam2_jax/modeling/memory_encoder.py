@@ -12,8 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.modeling.common import DepthwiseConv, gelu, layer_norm
-from sam2_jax.modeling.conv import Conv
+from sam2_jax.modeling.common import gelu, layer_norm
+from sam2_jax.modeling.conv import Conv, DepthwiseConv
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 
 
