@@ -1,5 +1,5 @@
-"""`sam2-jax track-video shapes` (J&F against the bundled annotations) and
-`sam2-jax eval-synthetic`, on the small `sam2.1_hiera_mini` with random weights (fast)."""
+"""`sam2-jax track-video shapes` (J&F against the bundled annotations) on the small
+`sam2.1_hiera_mini` with random weights (fast), and `sam2-jax eval-synthetic`'s checks."""
 
 from __future__ import annotations
 
@@ -46,16 +46,8 @@ def test_track_video_refuses_annotations_of_another_length(tmp_path):
         cli.main(argv + ["--config", "sam2.1_hiera_mini"])
 
 
-@pytest.mark.slow
-def test_eval_synthetic_cli_writes_scores(tmp_path, capsys):
-    out = tmp_path / "scores.json"
-    cli.main(
-        ["eval-synthetic", "--config", "sam2.1_hiera_mini", "--videos", "2", "--frames", "4"]
-        + ["--out", str(out)]
-    )
-    result = json.loads(out.read_text())
-    assert result["objects"] == sum(len(v) for v in result["videos"].values()) > 0
-    assert result["protocol"]["videos"] == "0..1" and result["model"]["checkpoint"] is None
-    assert f"J&F {result['J&F-Mean']:.4f}" in capsys.readouterr().out
+def test_eval_synthetic_cli_checks_its_arguments():
+    """(The evaluation itself is tested with a perfect stand-in predictor in
+    test_synthetic_eval.py; a full CLI run costs two compilations, ~50 s in CI.)"""
     with pytest.raises(SystemExit, match="--videos must be >= 1"):
         cli.main(["eval-synthetic", "--config", "sam2.1_hiera_mini", "--videos", "0"])
