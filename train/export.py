@@ -11,6 +11,7 @@ import argparse
 import os
 import pathlib
 
+import jax
 import numpy as np
 
 
@@ -54,11 +55,9 @@ def export_run(
 
     config = get_config(model, image_size=image_size)
     step, params = read_run_params(workdir, step)
-    cast = lambda tree: {
-        k: cast(v) if isinstance(v, dict) else np.asarray(v).astype(dtype) for k, v in tree.items()
-    }
     source = f"{os.path.abspath(workdir)} step {step} ({dtype})"
-    out = save_converted(cast(params), config, out_dir, overwrite=overwrite, source=source)
+    params = jax.tree.map(lambda a: np.asarray(a).astype(dtype), params)
+    out = save_converted(params, config, out_dir, overwrite=overwrite, source=source)
     load_checkpoint(out)  # strict read-back
     return out
 

@@ -56,24 +56,25 @@ def clicked_objects(masks: np.ndarray, min_area: int) -> list[int]:
     return [o for o in range(masks.shape[1]) if masks[0, o].sum() >= min_area]
 
 
-def track_one_click(predictor, frames: np.ndarray, masks: np.ndarray, objects: list[int]):
-    """Tracks `objects` from one centre click each on frame 0.
+def track_one_click(predictor, frames: np.ndarray, clicks: dict[int, np.ndarray]) -> np.ndarray:
+    """Tracks objects from one click each on frame 0.
 
     Args:
       predictor: a SAM2VideoPredictor.
-      frames: (T, H, W, 3) uint8; masks: (T, O, H, W) bool ground truth.
+      frames: (T, H, W, 3) uint8.
+      clicks: object index -> (2,) (x, y); the object's id is index + 1.
 
     Returns:
-      (len(objects), T, H, W) bool predicted masks.
+      (len(clicks), T, H, W) bool predicted masks, in the order of `clicks`.
     """
     state = predictor.init_state(frames)
-    for o in objects:
-        click = center_click(masks[0, o])[None]  # (1, 2)
-        predictor.add_new_points_or_box(state, 0, o + 1, points=click, labels=np.array([1]))
-    pred = np.zeros((len(objects), *masks.shape[:1], *masks.shape[2:]), bool)
+    for o, click in clicks.items():
+        predictor.add_new_points_or_box(state, 0, o + 1, points=click[None], labels=np.array([1]))
+    objects = list(clicks)
+    pred = np.zeros((len(objects), *frames.shape[:3]), bool)
     for f, obj_ids, logits in predictor.propagate_in_video(state, 0):
         for k, oid in enumerate(obj_ids):
-            pred[objects.index(oid - 1), f] = np.asarray(logits[k]).reshape(masks.shape[2:]) > 0
+            pred[objects.index(oid - 1), f] = np.asarray(logits[k]).reshape(frames.shape[1:3]) > 0
     return pred
 
 
@@ -101,7 +102,8 @@ def evaluate_one_click(
         objects = clicked_objects(video.masks, min_area)
         if not objects:
             continue
-        pred = track_one_click(video_predictor, video.frames, video.masks, objects)
+        clicks = {o: center_click(video.masks[0, o]) for o in objects}
+        pred = track_one_click(video_predictor, video.frames, clicks)
         ids = tuple(o + 1 for o in objects)
         frame_names = tuple(f"{t:05d}" for t in range(video.frames.shape[0]))
         gt_masks = np.moveaxis(video.masks[:, objects], 1, 0)  # (T, O', H, W) -> (O', T, H, W)
@@ -113,7 +115,7 @@ def evaluate_one_click(
         per_video[name] = {}
         for o, oid in zip(objects, ids, strict=True):
             masks, iou, _ = image_predictor.predict(
-                point_coords=center_click(video.masks[0, o])[None],
+                point_coords=clicks[o][None],
                 point_labels=np.array([1]),
                 multimask_output=True,
             )
