@@ -192,3 +192,17 @@ def scale_reference(optimizer, factor: float) -> None:
     for schedulers in optimizer.schedulers:
         if "lr" in schedulers:
             schedulers["lr"] = training_optimizer.ValueScaler(schedulers["lr"], factor)
+
+
+def test_reference_buffers_are_not_trained(reference_model):
+    """Tensors the reference registers as buffers (not parameters) get LR 0 here, where they
+    are Flax params; the prompt encoder's random Fourier matrix is one."""
+    params = {n for n, _ in reference_model.named_parameters()}
+    buffers = [n for n in reference_model.state_dict() if n not in params]
+    converted = [n for n in buffers if _match(n, RULES, "to_flax") is not None]
+    assert "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in converted
+    cfg = OptimConfig(base_lr=1e-3, vision_lr=1e-3)
+    for name in converted:
+        assert optim.lr_multiplier(_flax_path(name), cfg, 12) == 0.0, name
+    trained = optim.lr_multiplier(_flax_path("sam_mask_decoder.iou_token.weight"), cfg, 12)
+    assert trained == 1e-3

@@ -87,6 +87,7 @@ class TrainConfig:
     data_options: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments for the data
     # TrainPromptConfig fields of the SAM 2 objective, e.g. (("num_correction_pt_per_frame", 1),)
     prompt_options: tuple[tuple[str, Any], ...] = ()
+    loss_options: tuple[tuple[str, Any], ...] = ()  # LossConfig fields, e.g. weight_mask
     workdir: str = "runs/default"
     log_every: int = 10
     optim: OptimConfig = OptimConfig()

@@ -7,6 +7,7 @@ its Flax path:
 - LR: `vision_lr` for `image_encoder/*`, `base_lr` elsewhere, times Hiera layer decay inside
   `image_encoder/trunk`: with D trunk blocks, block i gets `layer_decay ** (D - i)`,
   `patch_embed` gets `layer_decay ** (D + 1)`, and `pos_embed*` gets 1.0 (the config's override).
+- LR 0 for the prompt encoder's random Fourier matrix, a buffer (not trained) in the reference.
 - Weight decay 0 for every bias and for the parameters of torch `nn.LayerNorm` modules (the
   Hiera block norms, memory-attention norms, two-way transformer norms); the channel-first
   `LayerNorm2d` scales of the reference (memory encoder, mask up/down-scaling) are not
@@ -38,6 +39,8 @@ LAYER_NORM_PATTERNS = (
     "memory_attention/*norm*/*",
     "sam_mask_decoder/transformer/*norm*/*",
 )
+# Registered buffers of the reference, params here: never updated (LR 0, so no decay either).
+FROZEN_NAMES = ("positional_encoding_gaussian_matrix",)
 _BLOCK = re.compile(r"image_encoder/trunk/blocks_(\d+)/")
 
 
@@ -70,6 +73,8 @@ def trunk_depth(params: Mapping[str, Any]) -> int:
 
 def lr_multiplier(path: str, cfg: OptimConfig, depth: int) -> float:
     """Peak LR of one param (before the schedule shape), from its Flax path."""
+    if path.rsplit("/", 1)[-1] in FROZEN_NAMES:
+        return 0.0
     if not path.startswith("image_encoder/"):
         return cfg.base_lr
     scale = 1.0

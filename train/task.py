@@ -69,6 +69,7 @@ def sam2_task(cfg: TrainConfig) -> Task:
     """SAM 2 with the iterative-prompt objective (see module docstring)."""
     from sam2_jax.config import get_config
     from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
+    from sam2_jax.train.losses import LossConfig
     from sam2_jax.train.objective import ObjectiveConfig, loss_fn
     from sam2_jax.train.prompting import TrainPromptConfig
 
@@ -82,7 +83,10 @@ def sam2_task(cfg: TrainConfig) -> Task:
     trunk = dataclasses.replace(config.trunk, drop_path_rate=cfg.drop_path_rate)
     config = dataclasses.replace(config, trunk=trunk)
     module = SAM2(config, dtype=jnp.dtype(cfg.compute_dtype))
-    objective = ObjectiveConfig(prompt=TrainPromptConfig(**dict(cfg.prompt_options)))
+    objective = ObjectiveConfig(
+        prompt=TrainPromptConfig(**dict(cfg.prompt_options)),
+        loss=LossConfig(**dict(cfg.loss_options)),
+    )
     loss = functools.partial(loss_fn, module=module, cfg=objective)
     return Task(params=params, loss_fn=remat(loss) if cfg.remat else loss)
 
