@@ -2,7 +2,8 @@
 
 - 8 fake CPU devices (conftest), mesh data=4 x fsdp=2: the sharded run equals the
   single-device run, and params / optimizer moments really are split over `fsdp`.
-- Resume: a run stopped after a checkpoint and continued equals the uninterrupted run.
+- Resume: a run stopped after a checkpoint (or cut off by `stop_at_step`) and continued
+  equals the uninterrupted run.
 - A damaged checkpoint is refused with CorruptCheckpointError.
 - The CLI killed with SIGKILL mid-run and started again reproduces the uninterrupted run's
   params and loss curve; a 2-process run (jax.distributed on 127.0.0.1, gloo collectives)
@@ -119,6 +120,22 @@ def test_resume_in_process_equals_uninterrupted(single, tmp_path):
     assert second["resumed_from"] == 2
     assert_trees_close(second["state"], ref["state"])
     np.testing.assert_allclose(losses(second["history"]), losses(ref["history"])[2:], rtol=RTOL)
+
+
+def test_stop_at_step_then_rerun_equals_uninterrupted(single, tmp_path):
+    """A run cut off with `stop_at_step` checkpoints there, keeps the schedule of `steps`, and
+    a rerun without it finishes exactly as the uninterrupted run."""
+    _, ref = single
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path), stop_at_step=3)
+    first = run(cfg, devices=jax.devices()[:1])
+    assert [s for s, _ in first["history"]][-1] == 3
+    assert int(first["state"].step) == 3
+    steps = Checkpointer(str(tmp_path / "checkpoints"), BASE.checkpoint).manager.all_steps()
+    assert max(steps) == 3
+    second = run(dataclasses.replace(cfg, stop_at_step=None), devices=jax.devices()[:1])
+    assert second["resumed_from"] == 3
+    assert_trees_close(second["state"], ref["state"])
+    np.testing.assert_allclose(losses(second["history"]), losses(ref["history"])[3:], rtol=RTOL)
 
 
 def test_damaged_checkpoint_is_refused(single, tmp_path):

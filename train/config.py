@@ -78,6 +78,9 @@ class TrainConfig:
     max_objects: int = 3
     batch_size: int = 8  # global, over all devices and hosts
     steps: int = 1000
+    # End the run after this step (checkpointed) while the LR schedule still spans `steps`:
+    # the cut-off phase of a multi-phase recipe. None: run all `steps`.
+    stop_at_step: int | None = None
     seed: int = 123
     compute_dtype: str = "bfloat16"  # activations; params stay float32
     remat: bool = False  # keep only matmul outputs for the backward pass, recompute the rest

@@ -128,7 +128,8 @@ def train(
     devices: list | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Trains `cfg.steps` steps (resuming from `<workdir>/checkpoints` when there are any).
+    """Trains `cfg.steps` steps, or up to `cfg.stop_at_step` (resuming from
+    `<workdir>/checkpoints` when there are any).
 
     Args:
       cfg: the run.
@@ -228,20 +229,21 @@ def train(
     history, times = [], []
     step = int(jax.device_get(state.step))
     batch = first
-    while step < cfg.steps:
+    end = cfg.steps if cfg.stop_at_step is None else min(cfg.steps, cfg.stop_at_step)
+    while step < end:
         t0 = time.perf_counter()
         state, metrics = compiled(state, shd.global_batch(batch, batch_sh))
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == end:
             values = {k: float(v) for k, v in jax.device_get(metrics).items()}
             times.append(time.perf_counter() - t0)
             values["step_s"] = times[-1]
             history.append((step, values))
             writer.write(step, values)
             say(f"step {step}/{cfg.steps} loss {values['loss']:.4f} ({times[-1]:.2f} s)")
-        if step % cfg.checkpoint.every_steps == 0 or step == cfg.steps:
+        if step % cfg.checkpoint.every_steps == 0 or step == end:
             ckpt.save(step, state, data.get_state())
-        if step < cfg.steps:
+        if step < end:
             batch = next(data)
     ckpt.close()
     writer.close()
