@@ -191,6 +191,23 @@ def test_sav_missing_video(tmp_path):
 # ---------------------------------------------------------------- sampling and augmentation
 
 
+def test_split_too_large_without_tensorflow_is_a_clear_error(tmp_path, monkeypatch):
+    """tfds spills a split over its in-memory shuffle limit to disk through TensorFlow; without
+    TensorFlow installed that is a clear error naming the cause, not a bare import failure."""
+    import importlib.util
+
+    from tensorflow_datasets.core import shuffle
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed: tfds can shuffle on disk")
+    monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 1 << 10)  # 1 KB: any split spills
+    builder = MovingShapes(
+        splits={"train": 3}, num_frames=2, height=32, width=32, data_dir=str(tmp_path)
+    )
+    with pytest.raises(RuntimeError, match="TensorFlow is not installed"):
+        prepare(builder)
+
+
 def test_choose_clip_first_frame_objects(synthetic_dir):
     rec = data_source(synthetic_dir, "train")[1]
     table = records.mask_table(rec)

@@ -80,8 +80,26 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 def prepare(builder: tfds.core.DatasetBuilder) -> str:
     """Writes the dataset unless already there; -> its folder (<data_dir>/<name>/<version>),
-    what `DataConfig.dataset_dir` takes."""
-    builder.download_and_prepare()
+    what `DataConfig.dataset_dir` takes.
+
+    Raises:
+      RuntimeError: a split too large for tfds's in-memory shuffle while TensorFlow (which
+        tfds needs to shuffle on disk) is not installed.
+    """
+    try:
+        builder.download_and_prepare()
+    except ModuleNotFoundError as err:
+        if err.name != "tensorflow":
+            raise
+        from tensorflow_datasets.core import shuffle
+
+        limit_mb = shuffle.MAX_MEM_BUFFER_SIZE >> 20
+        raise RuntimeError(
+            f"preparing {builder.name!r}: a split holds more than {limit_mb} MB of records, "
+            "which tfds shuffles on disk with TensorFlow, and TensorFlow is not installed. "
+            "Install tensorflow-cpu for the preparation, or split the data into smaller "
+            "splits (fewer videos each)."
+        ) from err
     return builder.data_dir
 
 
