@@ -379,11 +379,12 @@ def training_forward(
         )
         f_coords, f_labels, f_num, last = final
 
-        mem = apply(_encode_memory, raw, last.high_res, last.score)
-        as_cond = is_init | (corrected & cfg.add_all_frames_to_correct_as_cond)
-        everyone = jnp.ones((n,), bool)
-        bank, _ = write_conditioning(bank, frame, mem, last.obj_ptr, everyone & as_cond)
-        bank = write_recent(bank, frame, mem, last.obj_ptr, everyone & ~as_cond)
+        if t > 1:  # a single frame's memory would never be read
+            mem = apply(_encode_memory, raw, last.high_res, last.score)
+            as_cond = is_init | (corrected & cfg.add_all_frames_to_correct_as_cond)
+            everyone = jnp.ones((n,), bool)
+            bank, _ = write_conditioning(bank, frame, mem, last.obj_ptr, everyone & as_cond)
+            bank = write_recent(bank, frame, mem, last.obj_ptr, everyone & ~as_cond)
 
         def stack(first, rest):  # (N, ...), (C, N, ...) -> (N, K, ...)
             return jnp.concatenate([first[None], rest], axis=0).swapaxes(0, 1)
