@@ -6,12 +6,13 @@ steps, cosine), focal:dice 1:1. Measured in 300-step probes (the same loss in a 
 loop, batch 4, one click per object, no correction; dice loss per object over steps 270-300):
 the released 20:1 focal:dice weights 0.81-0.85 (the focal term falls to ~0.02 in 20 steps,
 the predictions sit at "background" and the dice loss barely moves), 1:1 at LR 1e-3
-0.73-0.77, 1:1 at LR 2e-4 0.60-0.68. Single frames cost ~0.7 s per step on a 2-core CPU, against
-~3.7 s for 6-frame clips, so the image path is learned first; a video phase starting from
-this run's export is the next step (not written yet). Not yet a working recipe: see
-"Training from scratch" in train/README.md.
+0.73-0.77, 1:1 at LR 2e-4 0.60-0.68. Single frames cost ~0.6 s per step on a 2-core CPU
+(the memory encoder is skipped for one frame), against ~3.7 s for 6-frame clips, so the image
+path is learned first. The recipe so far cuts this phase off at step 3,750 and goes on with
+`shapes_mini_image_more` (phase 1b) and `shapes_mini_video` (phase 2, the memory). Not yet a
+working recipe: see "Training from scratch" in train/README.md.
 
-  sam2-jax train --config shapes_mini_image
+  sam2-jax train --config shapes_mini_image stop_at_step=3750
   sam2-jax train-export --workdir runs/shapes_mini_image --model sam2.1_hiera_mini \\
       --image-size 128 --out runs/shapes_mini_image/export
 """
