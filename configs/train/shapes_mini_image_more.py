@@ -15,7 +15,7 @@ dice loss still falling; this phase continues the click-conditioning that is the
 
 import dataclasses
 
-from sam2_jax.train.config import OptimConfig, load_config
+from sam2_jax.train.config import load_config
 
 
 def get_config():
@@ -26,12 +26,5 @@ def get_config():
         steps=6000,
         seed=1,
         workdir="runs/shapes_mini_image_more",
-        optim=OptimConfig(
-            base_lr=2e-4,
-            vision_lr=2e-4,
-            warmup_steps=100,
-            weight_decay=0.05,
-            layer_decay=1.0,
-            clip_norm=1.0,
-        ),
+        optim=dataclasses.replace(phase1.optim, warmup_steps=100),
     )

@@ -15,7 +15,7 @@ starts from random. Run after phase 1b and its export:
 
 import dataclasses
 
-from sam2_jax.train.config import CheckpointConfig, OptimConfig, load_config
+from sam2_jax.train.config import CheckpointConfig, load_config
 
 
 def get_config():
@@ -35,13 +35,6 @@ def get_config():
             ("num_correction_pt_per_frame", 2),
         ),
         workdir="runs/shapes_mini_video",
-        optim=OptimConfig(
-            base_lr=1e-4,
-            vision_lr=1e-4,
-            warmup_steps=20,
-            weight_decay=0.05,
-            layer_decay=1.0,
-            clip_norm=1.0,
-        ),
+        optim=dataclasses.replace(image_phase.optim, base_lr=1e-4, vision_lr=1e-4, warmup_steps=20),
         checkpoint=CheckpointConfig(every_steps=100, keep=2),
     )
