@@ -136,6 +136,8 @@ def test_stop_at_step_then_rerun_equals_uninterrupted(single, tmp_path):
     assert second["resumed_from"] == 3
     assert_trees_close(second["state"], ref["state"])
     np.testing.assert_allclose(losses(second["history"]), losses(ref["history"])[3:], rtol=RTOL)
+    with pytest.raises(ValueError, match="stop_at_step must be >= 1"):
+        run(dataclasses.replace(cfg, stop_at_step=0), devices=jax.devices()[:1])
 
 
 def test_damaged_checkpoint_is_refused(single, tmp_path):

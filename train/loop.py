@@ -142,6 +142,8 @@ def train(
       {"state": final TrainState, "history": [(step, metrics)] of this call,
        "resumed_from": step or None, "compile_s", "step_s" (median), "memory": bytes}.
     """
+    if cfg.stop_at_step is not None and cfg.stop_at_step < 1:
+        raise ValueError(f"stop_at_step must be >= 1 (or None), got {cfg.stop_at_step}")
     # ---------------------------------------------------------------- devices
     initialize_distributed()
     mesh = shd.make_mesh(cfg.mesh, devices)
