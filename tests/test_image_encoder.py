@@ -52,27 +52,15 @@ def test_image_path_configs_equal_between_releases():
         assert differing == ref.MEMORY_FLAGS_21, (size, differing)
 
 
-@pytest.mark.parametrize("name", ref.ONE_PER_TRUNK)
-def test_forward_image_matches_reference_at_256(name):
-    image = ref.normalize(ref.load_image("truck.jpg", 256))
-    errors = _compare_forward_image(name, 256, image)
-    worst = max(errors.values())
-    print(f"{name}@256 worst relative error {worst:.2e}: {errors}")
-    assert worst <= TOLERANCE, errors
-
-
 def test_forward_image_random_input_matches_reference():
+    """Every output map (three FPN levels, their position encodings, the features).
+
+    The encoder of every trunk, at 256 and at 1024, is also checked through the image
+    predictor (test_image_predictor.py compares the features its decoder reads)."""
     image = np.random.default_rng(0).standard_normal((256, 256, 3)).astype(np.float32)
     errors = _compare_forward_image("sam2.1_hiera_s", 256, image)
-    assert max(errors.values()) <= TOLERANCE, errors
-
-
-@pytest.mark.full_size
-def test_forward_image_matches_reference_at_1024():
-    image = ref.normalize(ref.load_image("groceries.jpg", 1024))
-    errors = _compare_forward_image("sam2.1_hiera_t", 1024, image)
     worst = max(errors.values())
-    print(f"sam2.1_hiera_t@1024 worst relative error {worst:.2e}: {errors}")
+    print(f"sam2.1_hiera_s@256 random input, worst relative error {worst:.2e}: {errors}")
     assert worst <= TOLERANCE, errors
 
 
@@ -101,10 +89,13 @@ def test_block_layout_matches_reference():
 
 
 def test_encoder_traces_once_per_shape():
-    cfg = get_config("sam2.1_hiera_t", image_size=64)
+    cfg = get_config("sam2.1_hiera_mini", image_size=64)  # the smallest: cheap compiles
     model = SAM2(cfg)
     x = np.zeros((1, 64, 64, 3), np.float32)
-    variables = model.init(jax.random.key(0), x, method=SAM2.forward_image)
+    # Under jit: an eager init runs the encoder op by op (~40 s on CPU).
+    variables = jax.jit(lambda key: model.init(key, x, method=SAM2.forward_image))(
+        jax.random.key(0)
+    )
 
     @jax.jit
     @chex.assert_max_traces(n=2)

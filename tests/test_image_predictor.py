@@ -19,6 +19,7 @@ from tests import reference as ref
 MIN_MASK_AGREEMENT = 0.999
 MAX_LOGIT_ERROR = 1e-4
 MAX_IOU_ERROR = 1e-4
+MAX_FEATURE_ERROR = 1e-4  # encoder outputs seen by the decoder, as in test_image_encoder.py
 IMAGES = ["truck.jpg", "groceries.jpg", "cars.jpg"]
 
 
@@ -80,11 +81,24 @@ def prompt_cases(h: int, w: int) -> dict[str, dict]:
     }
 
 
+def feature_errors(ours: SAM2ImagePredictor, theirs: ReferencePredictor) -> dict[str, float]:
+    """max |ours - ref| / max |ref| of the encoded image the decoder reads: the lowest-res
+    embedding (no-memory embedding added) and the two high-res FPN levels."""
+    pairs = {"image_embed": (ours._features["image_embed"], theirs._features["image_embed"])}
+    for level, (a, b) in enumerate(
+        zip(ours._features["high_res_feats"], theirs._features["high_res_feats"], strict=True)
+    ):
+        pairs[f"high_res_feats[{level}]"] = (a, b)
+    return {k: ref.relative_max_error(a, ref.nhwc(b)) for k, (a, b) in pairs.items()}
+
+
 def run_cases(name: str, size: int, image_name: str, cases: list[str]) -> dict:
     ours, theirs = predictor_pair(name, size)
     image = load_rgb(image_name)
     ours.set_image(image)
     theirs.set_image(image)
+    features = feature_errors(ours, theirs)
+    assert max(features.values()) <= MAX_FEATURE_ERROR, (name, image_name, features)
     all_cases = prompt_cases(*image.shape[:2])
     results = {}
     for case in cases:
@@ -126,6 +140,8 @@ def test_all_prompt_kinds_match_reference(image_name):
 
 @pytest.mark.parametrize("name", ref.ONE_PER_TRUNK)  # sam2.1_hiera_t: the tests above
 def test_every_variant_matches_reference(name):
+    """Every trunk (the image path is the same per size across releases: see
+    test_image_encoder.py), its encoder outputs included."""
     results = run_cases(name, 256, "truck.jpg", ["one_click", "box_and_clicks"])
     print(f"{name}@256: {_worst(results)}")
 
