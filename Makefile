@@ -18,7 +18,7 @@ demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -ra -n 2 --dist loadfile --durations=30
+	$(BIN)/python -m pytest -ra -n 2 --dist loadfile --durations=60
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
