@@ -140,6 +140,20 @@ def test_stop_at_step_then_rerun_equals_uninterrupted(single, tmp_path):
         run(dataclasses.replace(cfg, stop_at_step=0), devices=jax.devices()[:1])
 
 
+def test_resuming_under_another_recipe_is_refused(tmp_path):
+    """A workdir's run resumes only under its recorded recipe; how far it goes may change."""
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path), steps=2)
+    run(cfg, devices=jax.devices()[:1])
+    changed_lr = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, base_lr=0.5))
+    for other, field in ((changed_lr, "optim.base_lr"), (dataclasses.replace(cfg, seed=7), "seed")):
+        with pytest.raises(ValueError, match=rf"another config.*{field}: "):
+            run(other, devices=jax.devices()[:1])
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == cfg.seed  # unchanged
+    longer = run(dataclasses.replace(cfg, steps=3), devices=jax.devices()[:1])
+    assert longer["resumed_from"] == 2 and int(longer["state"].step) == 3
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
+
+
 def test_damaged_checkpoint_is_refused(single, tmp_path):
     import shutil
 

@@ -157,3 +157,49 @@ def _replace_path(node: Any, parts: list[str], value: Any, full_key: str) -> Any
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     """A JSON-ready dict of the config (recorded with every run)."""
     return dataclasses.asdict(config)
+
+
+# Fields a resumed run may change: how far it goes, how it logs, saves and is laid out on the
+# devices. Anything else (model, data, prompts, losses, optimizer, seed, ...) would continue
+# the saved state under another recipe.
+RESUMABLE_CHANGES = ("steps", "stop_at_step", "log_every", "workdir", "checkpoint", "mesh")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"base_lr": 1}} -> {"optim.base_lr": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(recorded: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Fields that differ between a run's recorded config.json and `config`.
+
+    Returns {dotted field: (recorded value, new value)}, values as JSON gives them back.
+    """
+    import json
+
+    current = json.loads(json.dumps(to_dict(config), default=str))  # tuples -> lists, as saved
+    old, new = _flatten(recorded), _flatten(current)
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)}  # fmt: skip
+
+
+def check_resume(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Raises ValueError if resuming a run recorded with `recorded` under `config` would change
+    its recipe; returns the allowed changes as "field: old -> new" lines."""
+    changes = config_changes(recorded, config)
+    allowed = lambda key: key.split(".")[0] in RESUMABLE_CHANGES
+    refused = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items() if not allowed(k)]
+    if refused:
+        raise ValueError(
+            f"{config.workdir} holds a run recorded with another config, and resuming it would "
+            f"continue its state under a different recipe: {'; '.join(refused)}. Use a new "
+            f"workdir, or the recorded values (config.json). A resumed run may change only: "
+            f"{', '.join(RESUMABLE_CHANGES)}."
+        )
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]

@@ -27,7 +27,7 @@ import optax
 
 from sam2_jax.train import sharding as shd
 from sam2_jax.train.checkpointing import Checkpointer
-from sam2_jax.train.config import TrainConfig, to_dict
+from sam2_jax.train.config import TrainConfig, check_resume, to_dict
 from sam2_jax.train.optim import make_optimizer
 from sam2_jax.train.task import LossFn, Task, import_function
 
@@ -157,6 +157,15 @@ def train(
         )
     say(f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.default_backend()} device(s)")
 
+    # A run found in the workdir is resumed: first make sure it is the same recipe.
+    ckpt = Checkpointer(os.path.join(cfg.workdir, "checkpoints"), cfg.checkpoint)
+    resumed_from = ckpt.latest_step()
+    recorded_config = os.path.join(cfg.workdir, "config.json")
+    if resumed_from is not None and os.path.exists(recorded_config):
+        with open(recorded_config) as f:
+            for change in check_resume(json.load(f), cfg):
+                say(f"resuming with {change}")
+
     # ---------------------------------------------------------------- task and optimizer
     task = task if task is not None else import_function(cfg.task)(cfg)
     tx, lr_shape = make_optimizer(task.params, cfg.optim, cfg.steps)
@@ -177,7 +186,6 @@ def train(
     )
 
     # ---------------------------------------------------------------- state (new or restored)
-    ckpt = Checkpointer(os.path.join(cfg.workdir, "checkpoints"), cfg.checkpoint)
     if data is None:
         data = import_function(cfg.data)(
             cfg,
@@ -186,7 +194,6 @@ def train(
             shard_count=jax.process_count(),
             **dict(cfg.data_options),
         )
-    resumed_from = ckpt.latest_step()
     if resumed_from is not None:
         state, data_state = ckpt.restore(resumed_from, abstract_state)
         data.set_state(data_state)
@@ -207,8 +214,10 @@ def train(
         del params
     if lead:
         os.makedirs(cfg.workdir, exist_ok=True)
-        with open(os.path.join(cfg.workdir, "config.json"), "w") as f:
+        # Atomic: the other processes of a resumed run may be reading the old one.
+        with open(recorded_config + ".tmp", "w") as f:
             json.dump(to_dict(cfg), f, indent=1, default=str)
+        os.replace(recorded_config + ".tmp", recorded_config)
 
     # ---------------------------------------------------------------- the compiled step
     first = next(data)
