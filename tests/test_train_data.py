@@ -332,6 +332,61 @@ def test_loader_resumes_exactly(synthetic_dir):
     assert not np.array_equal(other["frames"], expected[0]["frames"])
 
 
+def test_on_demand_source_gives_the_prepared_videos(synthetic_dir):
+    """Video i of `MovingShapesSource` is the prepared split's video i (tfds stores them in
+    another order); its loader batches are the same in one process and in grain workers, and
+    it goes on past the prepared count."""
+    from sam2_jax.train.data.shapes_source import MovingShapesSource
+
+    source = MovingShapesSource(6, **SYN)
+    prepared = data_source(synthetic_dir, "train")
+    names = set()
+    for record in prepared:
+        name = record["video_name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        names.add(name)
+        made = source[int(name.split("_")[1])]
+        assert made["video_name"] == name
+        for key in ("frames", "masks"):
+            assert [bytes(b) for b in made[key]] == [bytes(b) for b in record[key]], key
+        for key in ("frame_ids", "object_ids", "height", "width"):
+            np.testing.assert_array_equal(made[key], record[key])
+    assert names == {f"train_{i:06d}" for i in range(6)}
+
+    cfg = DataConfig(dataset_dir="", image_size=32, num_frames=4, batch_size=2, num_threads=0)
+    batches = [
+        [next(it) for _ in range(4)]  # over an epoch boundary (6 videos)
+        for it in (
+            make_loader(dataclasses.replace(cfg, num_workers=w), seed=5, source=source)
+            for w in (0, 2)
+        )
+    ]
+    for inline, workers in zip(*batches, strict=True):
+        assert inline["frames"].shape == (2, 4, 32, 32, 3)
+        for k in inline:
+            np.testing.assert_array_equal(workers[k], inline[k])
+    more = MovingShapesSource(1000, **SYN)
+    assert more[999]["video_name"] == "train_000999"
+    assert more[999]["frames"][0] != more[0]["frames"][0]
+    with pytest.raises(IndexError, match="video 1000 out of range: the source has 1000"):
+        more[1000]
+    with pytest.raises(ValueError, match="num_videos must be >= 1"):
+        MovingShapesSource(0)
+
+
+def test_synthetic_stream_data_batches():
+    from sam2_jax.train.config import TrainConfig
+    from sam2_jax.train.task import synthetic_stream_data
+
+    cfg = TrainConfig(image_size=32, num_frames=3, max_objects=2, batch_size=2)
+    options = dict(seed=0, shard_index=0, shard_count=1, num_threads=0)
+    batch = next(synthetic_stream_data(cfg, video_frames=4, **options))
+    assert batch["frames"].shape == (2, 3, 32, 32, 3)
+    assert batch["masks"].shape == (2, 3, 2, 32, 32) and batch["object_valid"][:, 0].all()
+    with pytest.raises(ValueError, match="video_frames 2 < the clips' num_frames 3"):
+        synthetic_stream_data(cfg, video_frames=2, **options)
+
+
 def _fingerprint(frames):
     return hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest()
 

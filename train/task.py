@@ -98,9 +98,11 @@ def tfds_data(
     shard_index: int,
     shard_count: int,
     dataset_dir: str,
+    source=None,
     **options: Any,
 ) -> Iterator[dict]:
-    """This host's batches of a prepared dataset (`batch_size / shard_count` per host)."""
+    """This host's batches of a prepared dataset, or of `source` when given (a random-access
+    record source: see `make_loader`); `batch_size / shard_count` per host."""
     from sam2_jax.train.data import DataConfig, make_loader
 
     data_cfg = DataConfig(
@@ -112,7 +114,12 @@ def tfds_data(
         **options,
     )
     return make_loader(
-        data_cfg, split="train", seed=seed, shard_index=shard_index, shard_count=shard_count
+        data_cfg,
+        split="train",
+        seed=seed,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        source=source,
     )
 
 
@@ -153,5 +160,41 @@ def synthetic_data(
         shard_index=shard_index,
         shard_count=shard_count,
         dataset_dir=dataset_dir,
+        **options,
+    )
+
+
+def synthetic_stream_data(
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    shard_index: int,
+    shard_count: int,
+    num_videos: int = 1_000_000,
+    video_frames: int = 12,
+    **options: Any,
+) -> Iterator[dict]:
+    """Moving shapes at `cfg.image_size` made as they are read: `num_videos` videos of the
+    train stream (the first ones are those `synthetic_data` prepares), nothing stored. Pass
+    `num_workers` (a DataConfig field, through `data_options`) to make them on several cores.
+    """
+    from sam2_jax.train.data.shapes_source import MovingShapesSource
+
+    if video_frames < cfg.num_frames:
+        raise ValueError(f"video_frames {video_frames} < the clips' num_frames {cfg.num_frames}")
+    source = MovingShapesSource(
+        num_videos,
+        num_frames=video_frames,
+        height=cfg.image_size,
+        width=cfg.image_size,
+        num_objects=cfg.max_objects,
+    )
+    return tfds_data(
+        cfg,
+        seed=seed,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        dataset_dir="",
+        source=source,
         **options,
     )

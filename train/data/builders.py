@@ -11,7 +11,7 @@ encodes and decodes with NumPy, and ArrayRecord files are read back with random 
   "masklet" holds one list of COCO RLE masks per annotated frame (every `ann_every`-th video
   frame, 4 for SA-V's 6 fps annotations of 24 fps videos). Frames where any masklet is null
   are left out, as the reference's `rm_unannotated` does.
-- `MovingShapes`: synthetic videos from `synthetic.generate_video`, frames stored as PNG.
+- `MovingShapes`: synthetic videos (`shapes_source.moving_shapes_record`), frames as PNG.
 
 Every builder takes `splits` (split name -> its source) and `min_frames`: shorter videos (the
 training clip length, 8 by default in the reference) are skipped when preparing, so that the
@@ -27,14 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zlib
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sam2_jax.train.data import records, synthetic
+from sam2_jax.train.data import records, shapes_source
 
 VOID_ID = 255
 _LOG = logging.getLogger(__name__)
@@ -282,28 +281,5 @@ class MovingShapes(_VideoBuilder):
         super().__init__(splits=splits, **kwargs)
 
     def _generate_examples(self, split: str, count: int):
-        split_seed = zlib.crc32(split.encode()) ^ self._gen["seed"]
         for i in range(count):
-            video = synthetic.generate_video(
-                split_seed,
-                i,
-                num_frames=self._gen["num_frames"],
-                height=self._gen["height"],
-                width=self._gen["width"],
-                num_objects=self._gen["num_objects"],
-            )
-            name = f"{split}_{i:06d}"
-            t, o = video.masks.shape[:2]
-            frames = [records.encode_image(f, fmt="PNG") for f in video.frames]
-            yield (
-                name,
-                records.make_record(
-                    name,
-                    frames,
-                    np.arange(t),
-                    np.arange(1, o + 1),
-                    records.encode_masks(video.masks),
-                    self._gen["height"],
-                    self._gen["width"],
-                ),
-            )
+            yield f"{split}_{i:06d}", shapes_source.moving_shapes_record(split, i, **self._gen)

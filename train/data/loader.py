@@ -100,8 +100,13 @@ def make_loader(
     seed: int = 0,
     shard_index: int = 0,
     shard_count: int = 1,
+    source=None,
 ) -> grain.DatasetIterator:
     """The batch iterator of one host's shard (module docstring).
+
+    `source`: a random-access record source (`len`, `source[i]`, picklable for workers) to
+    read instead of the prepared dataset (`cfg.dataset_dir` and `split` are then unused), e.g.
+    `shapes_source.MovingShapesSource`.
 
     Raises:
       ValueError: a bad shard or split, or a shard with fewer records than one batch.
@@ -110,7 +115,8 @@ def make_loader(
         raise ValueError(f"shard_index {shard_index} not in [0, shard_count={shard_count})")
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    source = data_source(cfg.dataset_dir, split)
+    if source is None:
+        source = data_source(cfg.dataset_dir, split)
     ds = grain.MapDataset.source(source)[shard_index::shard_count]
     if len(ds) == 0:
         raise ValueError(
