@@ -104,6 +104,26 @@ def test_remat_run_equals_plain(single, tmp_path):
     assert_trees_close(out["state"], ref["state"])
 
 
+def test_step_time_counts_every_step_and_the_data(tmp_path):
+    """step_s is the wall time per step over each log window, loading included: with a loader
+    that sleeps 100 ms per batch, a 3-step window holds at least 2 of those sleeps (the first
+    batch is loaded before the clock starts), so every logged value is >= 2/3 x 100 ms.
+    Timing only the logged step's dispatch and sync would count neither the loader nor the
+    window's other steps."""
+    delay_s = 0.1
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path), steps=6, log_every=3)
+    out = train(
+        cfg,
+        task=standin_task(cfg),
+        data=ArrayBatches(cfg, seed=0, delay_s=delay_s),
+        devices=jax.devices()[:1],
+        log=lambda _: None,
+    )
+    logged = [m["step_s"] for _, m in out["history"]]
+    assert [s for s, _ in out["history"]] == [3, 6]
+    assert all(s >= 2 / 3 * delay_s for s in logged), logged
+
+
 def test_resume_in_process_equals_uninterrupted(single, tmp_path):
     _, ref = single
     cfg = dataclasses.replace(BASE, workdir=str(tmp_path), steps=3)

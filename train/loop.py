@@ -140,7 +140,8 @@ def train(
 
     Returns:
       {"state": final TrainState, "history": [(step, metrics)] of this call,
-       "resumed_from": step or None, "compile_s", "step_s" (median), "memory": bytes}.
+       "resumed_from": step or None, "compile_s", "step_s" (median over log windows of the
+       wall time per step, data loading included), "memory": bytes}.
     """
     if cfg.stop_at_step is not None and cfg.stop_at_step < 1:
         raise ValueError(f"stop_at_step must be >= 1 (or None), got {cfg.stop_at_step}")
@@ -241,13 +242,17 @@ def train(
     step = int(jax.device_get(state.step))
     batch = first
     end = cfg.steps if cfg.stop_at_step is None else min(cfg.steps, cfg.stop_at_step)
+    # Steps run asynchronously, so one step's own time is not observable without a sync per
+    # step; step_s is the wall time per step since the previous log line (data included).
+    window_start, window_step = time.perf_counter(), step
     while step < end:
-        t0 = time.perf_counter()
         state, metrics = compiled(state, shd.global_batch(batch, batch_sh))
         step += 1
         if step % cfg.log_every == 0 or step == end:
             values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            times.append(time.perf_counter() - t0)
+            now = time.perf_counter()
+            times.append((now - window_start) / (step - window_step))
+            window_start, window_step = now, step
             values["step_s"] = times[-1]
             history.append((step, values))
             writer.write(step, values)
