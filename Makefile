@@ -2,9 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# The versions CI last passed with (a constraints file: it pins, it adds nothing).
+# `make lock` resolves pyproject.toml's ranges anew and rewrites it.
+LOCK ?= requirements-lock.txt
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 
-.PHONY: demo demo-image test lint format bench clean
+.PHONY: demo demo-image test lint format bench lock clean
 
 # Without a checkpoint the weights are random (the command says so) and the input is 512 px.
 demo: $(VENV)/.runtime  ## track two children through the bundled clip -> out/demo/overlay.mp4
@@ -18,7 +21,7 @@ demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -ra -n 2 --dist loadfile --durations=60
+	SAM2_JAX_CHECK_LOCK=1 $(BIN)/python -m pytest -ra -n 2 --dist loadfile --durations=60
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -29,7 +32,7 @@ format: $(VENV)/.test
 bench: $(VENV)/.test  ## side-by-side timings against the reference
 	$(BIN)/python -m bench
 
-$(VENV)/.runtime: pyproject.toml
+$(VENV)/.runtime: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
 	touch $@
@@ -41,6 +44,16 @@ $(VENV)/.test: $(VENV)/.runtime
 	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation "sam2==1.1.0"
 	$(PIP) -e ".[test]"
 	touch $@
+
+# A clean venv installed from pyproject.toml's ranges alone (no lock), then frozen: the newest
+# versions the ranges allow today. Run `make test` afterwards; commit the lock if it passes.
+lock:  ## refresh requirements-lock.txt
+	rm -rf .venv-lock
+	$(MAKE) VENV=.venv-lock LOCK= .venv-lock/.test
+	head -4 requirements-lock.txt > .venv-lock/lock.txt
+	.venv-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip==' >> .venv-lock/lock.txt
+	mv .venv-lock/lock.txt requirements-lock.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV)
