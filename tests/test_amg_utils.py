@@ -119,6 +119,11 @@ def test_box_near_crop_edge_matches_reference():
     assert expected.any() and not expected.all()
 
 
+def _box_within(box: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """(N, 4), (N, 4) XYXY -> (N,) bool: box lies within outer."""
+    return (outer[:, :2] <= box[:, :2]).all(1) & (box[:, 2:] <= outer[:, 2:]).all(1)
+
+
 @pytest.mark.parametrize("in_hw,out_hw", [((64, 64), (213, 320)), ((16, 16), (50, 37))])
 def test_upsampling_scores_and_boxes_match_reference(in_hw, out_hw):
     rng = np.random.default_rng(3)
@@ -134,6 +139,12 @@ def test_upsampling_scores_and_boxes_match_reference(in_hw, out_hw):
     stab_ref = reference_amg.calculate_stability_score(expected, 0.0, 1.0).numpy()
     assert np.isnan(stability[0]) and np.isnan(stab_ref[0])
     np.testing.assert_allclose(stability[1:], stab_ref[1:], atol=1e-3)
-    np.testing.assert_array_equal(boxes, reference_amg.batched_mask_to_box(expected > 0).numpy())
+    # Boxes of the masks thresholded at 0 on each side: a pixel within the upsampling tolerance
+    # (1e-4) of 0 may flip, so our box must contain the reference's box of the pixels surely on
+    # (> 1e-4) and lie within that of the pixels possibly on (> -1e-4): exact where they agree.
+    sure, maybe = (reference_amg.batched_mask_to_box(expected > t).numpy() for t in (1e-4, -1e-4))
+    has_sure = (expected > 1e-4).flatten(1).any(1).numpy()
+    inside = _box_within(boxes, maybe) | (~has_sure & (boxes == 0).all(1))  # (0, 0, 0, 0): empty
+    assert np.all(inside & (_box_within(sure, boxes) | ~has_sure)), np.flatnonzero(~inside)
     binary = np.asarray(mask_scoring.binary_masks(logits, out_hw, 0.0))
     assert (binary == (expected.numpy() > 0)).mean() >= 0.9999

@@ -145,9 +145,13 @@ def test_one_click_multimask_traces_once_per_shape(sam21):
     assert (expected.object_score_logits > 0).all()
     assert ours.low_res_multimasks.shape == (BATCH, 64, 64, 3)
     assert ours.high_res_masks.shape == (BATCH, SIZE, SIZE, 1)
-    # best-of-3 by predicted IoU, the same index as the reference picked
+    # best-of-3 by predicted IoU, the same index as the reference picked, where the reference's
+    # top two IoUs are further apart than the IoU tolerance (2x: either side may be off by it)
     best = np.argmax(expected.ious, axis=1)
-    np.testing.assert_array_equal(np.argmax(np.asarray(ours.ious), axis=1), best)
+    top2 = np.sort(expected.ious, axis=1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > 2 * TOLERANCE * np.abs(expected.ious).max()
+    assert decided.any()
+    np.testing.assert_array_equal(np.argmax(np.asarray(ours.ious), axis=1)[decided], best[decided])
 
     rng = np.random.default_rng(0)
     for label in (0, 2, -1):

@@ -129,8 +129,15 @@ def test_loss_and_gradients_match_reference(case, object_valid):
         ours = np.moveaxis(g_logits[f][objects, k, :, :, :m], -1, 1)
         scale = np.abs(x.grad.numpy()).max()
         np.testing.assert_allclose(ours, x.grad.numpy(), rtol=1e-4, atol=1e-5 * scale)
-        np.testing.assert_allclose(g_ious[f][objects, k, :m], i.grad.numpy(), rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(g_scores[f][objects, k], s.grad.numpy(), rtol=1e-5, atol=1e-8)
+        # Small entries (sigmoid(s) - target cancelling) keep the rounding of their O(max
+        # |grad|) terms: 1 ULP of max |grad| seen (3e-8 at 0.3): atol 4 ULP of max |grad|
+        for ours_g, theirs_g in (
+            (g_ious[f][objects, k, :m], i.grad),
+            (g_scores[f][objects, k], s.grad),
+        ):
+            theirs_g = theirs_g.numpy()
+            ulp4 = 4 * np.finfo(np.float32).eps * np.abs(theirs_g).max()
+            np.testing.assert_allclose(ours_g, theirs_g, rtol=1e-5, atol=ulp4)
         worst = max(worst, np.abs(ours - x.grad.numpy()).max() / scale)
     # Nothing reaches padding: unused candidate slots, padding steps, padding objects.
     used = np.zeros(g_logits.shape, bool)

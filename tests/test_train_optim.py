@@ -169,7 +169,9 @@ def test_adamw_steps_equal_reference(reference_model):
     ours, theirs, start = (optim.flat_paths(jax.device_get(t)) for t in (params, theirs, start))
     worst = max(float(np.abs(ours[k] - theirs[k]).max()) for k in ours)
     moved = min(float(np.abs(ours[k] - start[k]).max()) for k in ours)
-    assert worst < 1e-6 and moved > 1e-4, (worst, moved)
+    # 3 steps on |params| <= 2.1 in two libraries: worst seen 3.6e-7 (<= 6 ULP of a leaf's
+    # max |param|) x ~10 margin; every leaf moves by >= 2e-3
+    assert worst < 4e-6 and moved > 1e-4, (worst, moved)
     for p in all_named.values():
         p.grad = None
 
