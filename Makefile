@@ -9,10 +9,11 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check $(if $(LOCK),-c $(
 
 .PHONY: demo demo-image test lint format bench lock clean
 
-# Without a checkpoint the weights are random (the command says so) and the input is 512 px.
-demo: $(VENV)/.runtime  ## track two children through the bundled clip -> out/demo/overlay.mp4
-	$(BIN)/sam2-jax track-video sample --out out/demo \
-		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--image-size 512)
+# The bundled default model tracks the shapes of the bundled held-out clip and prints J&F;
+# with CHECKPOINT=sam2.1_hiera_tiny.pt (a released model) it tracks two children instead.
+demo: $(VENV)/.runtime  ## track the objects of the bundled clip -> out/demo/overlay.mp4
+	$(BIN)/sam2-jax track-video $(if $(CHECKPOINT),sample --checkpoint $(CHECKPOINT),shapes) \
+		--out out/demo
 
 demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two clicks
 	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo-image \

@@ -13,7 +13,7 @@ import json
 import pathlib
 import time
 
-from sam2_jax.cli_common import bundled, choose_model
+from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
 
 SAMPLE = "sample"  # IMAGE value for the bundled sample image
 DEFAULT_IMAGE = "groceries.jpg"
@@ -42,7 +42,7 @@ def generate_masks(args: argparse.Namespace) -> None:
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
-    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    weights = describe_weights(model, args.seed)
     print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
 
     settings = dict(
@@ -97,16 +97,7 @@ def add_parser(commands) -> None:
         "image", help=f"image file, or '{SAMPLE}' for the bundled {DEFAULT_IMAGE} (800x534)"
     )
     gen.add_argument("--out", required=True, help="output directory (created if missing)")
-    gen.add_argument(
-        "--config", help="model variant (default: the checkpoint's, or sam2.1_hiera_t without one)"
-    )
-    gen.add_argument(
-        "--checkpoint",
-        help="reference .pt, HF checkpoint or converted directory (default: none, random weights)",
-    )
-    gen.add_argument(
-        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
-    )
+    add_model_arguments(gen)
     gen.add_argument("--points-per-side", type=int, default=32, help="grid of clicks per side")
     gen.add_argument("--points-per-batch", type=int, default=64, help="clicks per model call")
     gen.add_argument("--pred-iou-thresh", type=float, default=0.8)
@@ -115,5 +106,4 @@ def add_parser(commands) -> None:
     gen.add_argument("--crop-n-layers", type=int, default=0)
     gen.add_argument("--min-mask-region-area", type=int, default=0)
     gen.add_argument("--use-m2m", action="store_true", help="one mask-to-mask refinement step")
-    gen.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     gen.set_defaults(run=generate_masks)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 from typing import Any
 
 import jax
 
 from sam2_jax.config import ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
+
+# The bundled default model (a converted directory, `sam2.1_hiera_nano` at 96 px), trained from
+# scratch on synthetic moving shapes; its MODEL_CARD.md says how and how well.
+DEFAULT_MODEL_DIR = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,7 +42,7 @@ class SAM2Model:
 
 
 def build_sam2(
-    config_name: str | None,
+    config_name: str | None = None,
     checkpoint: str | os.PathLike | None = None,
     *,
     image_size: int | None = None,
@@ -45,12 +50,17 @@ def build_sam2(
 ) -> SAM2Model:
     """Builds SAM 2 with weights from a checkpoint, or randomly initialised without one.
 
+    `build_sam2()` with neither argument loads the bundled default model (`DEFAULT_MODEL_DIR`:
+    `sam2.1_hiera_nano` at 96 px, trained from scratch on synthetic moving shapes, not on real
+    images; see its MODEL_CARD.md).
+
     Args:
       config_name: a variant name (`sam2.1_hiera_t`, `sam2.1_hiera_tiny`, ...). May be None
         with a checkpoint: then a converted directory's recorded variant, or the released
         variant whose trunk the weights match.
-      checkpoint: None (random init), a reference `.pt` file, a Hugging Face `Sam2Model`
-        directory or `.safetensors` file, or a directory written by `sam2-jax convert`.
+      checkpoint: None (random init of `config_name`), a reference `.pt` file, a Hugging
+        Face `Sam2Model` directory or `.safetensors` file, or a directory written by
+        `sam2-jax convert`.
       image_size: square input size, a multiple of 32 (default: the converted checkpoint's,
         else 1024). Weights do not depend on it.
       seed: PRNG seed of the random init (unused with a checkpoint).
@@ -59,9 +69,9 @@ def build_sam2(
       FileNotFoundError, CheckpointFormatError, CheckpointMismatchError: from
         `sam2_jax.convert.checkpoint_io.load_checkpoint`; the last names the expected config.
     """
+    if checkpoint is None and config_name is None:
+        checkpoint = default_model_dir()
     if checkpoint is None:
-        if config_name is None:
-            raise ValueError("build_sam2 needs a config name or a checkpoint")
         config = get_config(config_name, image_size=image_size)
         module = SAM2(config)
         params = quick_random_params(module, seed)
@@ -72,3 +82,17 @@ def build_sam2(
     config, params = load_checkpoint(checkpoint, config_name, image_size=image_size)
     params = jax.device_put(params)
     return SAM2Model(config, SAM2(config), params, checkpoint=os.fspath(checkpoint))
+
+
+def default_model_dir() -> pathlib.Path:
+    """The bundled default model's directory.
+
+    Raises:
+      FileNotFoundError: the package was installed without it.
+    """
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the bundled default model is missing ({DEFAULT_MODEL_DIR}): reinstall sam2_jax, or "
+            "give a config name (random weights) or a checkpoint"
+        )
+    return DEFAULT_MODEL_DIR

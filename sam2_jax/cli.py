@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from sam2_jax import amg_cli, video_cli
-from sam2_jax.cli_common import bundled, choose_model
+from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
 from sam2_jax.evaluation import synthetic_cli
 from sam2_jax.train import cli as train_cli
 from sam2_jax.train import export as train_export
@@ -181,7 +181,7 @@ def segment_image(args: argparse.Namespace) -> None:
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
-    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    weights = describe_weights(model, args.seed)
     print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
 
     coords = np.array([p[:2] for p in args.point], np.float32) if args.point else None
@@ -309,24 +309,13 @@ def main(argv: list[str] | None = None) -> None:
         help="a click in image pixels; LABEL 1 positive (default) or 0 negative; repeatable",
     )
     seg.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="a box in pixels")
-    seg.add_argument(
-        "--config",
-        help="model variant (default: the checkpoint's, or sam2.1_hiera_t without one)",
-    )
-    seg.add_argument(
-        "--checkpoint",
-        help="reference .pt, HF checkpoint or converted directory (default: none, random weights)",
-    )
-    seg.add_argument(
-        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
-    )
+    add_model_arguments(seg)
     seg.add_argument(
         "--multimask",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="three candidate masks instead of one (default: only for a single click)",
     )
-    seg.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     seg.add_argument("--out", required=True, help="output directory (created if missing)")
     seg.set_defaults(run=segment_image)
 

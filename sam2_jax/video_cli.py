@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from sam2_jax.cli_common import bundled, choose_model
+from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
 
 # VIDEO values naming bundled clips: (video, prompts, ground-truth annotations or None)
 BUNDLED_CLIPS = {
@@ -111,7 +111,7 @@ def track_video(args: argparse.Namespace) -> None:
         raise fail(err) from err
     gt = None if gt_dir is None else _read_annotations(gt_dir, state.num_frames, prompts)
     model = predictor.model
-    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    weights = describe_weights(model, args.seed)
     print(
         f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
         f"video {video}: {state.num_frames} frames of {state.video_width}x{state.video_height}"
@@ -255,20 +255,9 @@ def add_parser(commands) -> None:
     )
     cmd.add_argument("--prompts", help="prompts JSON file (format above)")
     cmd.add_argument("--out", required=True, help="output directory (created if missing)")
-    cmd.add_argument(
-        "--config",
-        help="model variant (default: the checkpoint's, or sam2.1_hiera_t)",
-    )
-    cmd.add_argument(
-        "--checkpoint",
-        help="reference .pt, HF checkpoint or converted directory (default: random weights)",
-    )
-    cmd.add_argument(
-        "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
-    )
+    add_model_arguments(cmd)
     cmd.add_argument("--max-frames", type=int, help="only the first frames of the video")
     cmd.add_argument("--overlay", default="overlay.mp4", help="overlay file name (.mp4 / .gif)")
     cmd.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")
     cmd.add_argument("--no-pngs", action="store_true", help="skip the per-frame mask PNGs")
-    cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     cmd.set_defaults(run=track_video)

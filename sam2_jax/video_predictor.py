@@ -701,7 +701,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def build_sam2_video_predictor(
-    config_name: str | None,
+    config_name: str | None = None,
     checkpoint: str | os.PathLike | None = None,
     *,
     image_size: int | None = None,
@@ -713,8 +713,9 @@ def build_sam2_video_predictor(
 
     Args:
       config_name: a variant name, or None with a checkpoint that records / implies it.
-      checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None draws
-        random weights (`predictor.model.random_weights` is then True).
+        Neither: the bundled default model (see `build_sam2`).
+      checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None with
+        a config name draws random weights (`predictor.model.random_weights` is then True).
       image_size: model input side (default: the checkpoint's, else 1024).
       **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks, ...).
     """

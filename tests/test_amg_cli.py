@@ -25,7 +25,15 @@ def small_image(tmp_path) -> str:
 def test_generate_masks_writes_coco_rle_json_and_overlay(small_image, tmp_path, capsys):
     out = tmp_path / "out"
     cli.main(
-        ["generate-masks", small_image, "--out", str(out), "--image-size", "256"]
+        [
+            "generate-masks",
+            small_image,
+            "--out",
+            str(out),
+            "--image-size",
+            "256",
+            "--random-weights",
+        ]
         + ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
         + ["--box-nms-thresh", "1"]  # random weights: keep every mask
     )

@@ -35,6 +35,7 @@ def test_segment_image_writes_masks_overlay_and_scores(small_image, tmp_path, ca
     cli.main(
         ["segment-image", small_image, "--point", "60,40", "--point", "10,70,0"]
         + ["--box", "20,10,100,75", "--multimask", "--image-size", "256", "--out", str(out)]
+        + ["--random-weights"]
     )
     captured = capsys.readouterr()
     assert "random" in captured.err.lower() and "RANDOM" in captured.out

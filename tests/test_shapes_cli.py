@@ -1,5 +1,5 @@
-"""`sam2-jax track-video shapes` (J&F against the bundled annotations) on the small
-`sam2.1_hiera_mini` with random weights (fast), and `sam2-jax eval-synthetic`'s checks."""
+"""`sam2-jax track-video shapes` (J&F against the bundled annotations) with the bundled default
+model, and `sam2-jax eval-synthetic`'s checks."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from sam2_jax.evaluation import evaluate_folders
 @pytest.mark.slow
 def test_track_video_scores_the_shapes_clip(tmp_path, capsys):
     out = tmp_path / "shapes"
-    cli.main(["track-video", "shapes", "--out", str(out), "--config", "sam2.1_hiera_mini"])
+    cli.main(["track-video", "shapes", "--out", str(out)])  # the README's first command
     printed = capsys.readouterr().out
+    assert "the bundled default model" in printed
     scores = json.loads((out / "scores.json").read_text())
     assert f"J&F {scores['J&F']:.4f}" in printed
     assert set(scores["objects"]) == {"1", "2"} and 0.0 <= scores["J&F"] <= 1.0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["scores"] == scores and summary["random_weights"] is True
+    assert summary["scores"] == scores and summary["random_weights"] is False
 
     # the same masks scored by `sam2-jax eval`'s folder evaluation (the SA-V layout written
     # by track-video against the DAVIS-layout annotations)
@@ -43,11 +44,11 @@ def test_track_video_refuses_annotations_of_another_length(tmp_path):
     argv = ["track-video", str(frames), "--prompts", bundled("shapes_clip/prompts.json")]
     argv += ["--gt", bundled("shapes_clip/annotations"), "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match="24 annotated frames, the video 5"):
-        cli.main(argv + ["--config", "sam2.1_hiera_mini"])
+        cli.main(argv)
 
 
 def test_eval_synthetic_cli_checks_its_arguments():
     """(The evaluation itself is tested with a perfect stand-in predictor in
     test_synthetic_eval.py; a full CLI run costs two compilations, ~50 s in CI.)"""
     with pytest.raises(SystemExit, match="--videos must be >= 1"):
-        cli.main(["eval-synthetic", "--config", "sam2.1_hiera_mini", "--videos", "0"])
+        cli.main(["eval-synthetic", "--videos", "0"])

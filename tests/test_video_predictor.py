@@ -422,7 +422,7 @@ def test_track_video_cli(tmp_path, tmp_path_factory, capsys):
     out = tmp_path / "out"
     main(
         ["track-video", str(video.folder), "--prompts", str(tmp_path / "prompts.json")]
-        + ["--out", str(out), "--config", NAME, "--image-size", str(th.SIZE)]
+        + ["--out", str(out), "--config", NAME, "--image-size", str(th.SIZE), "--random-weights"]
     )
     captured = capsys.readouterr()
     assert "RANDOM" in captured.err
@@ -442,5 +442,5 @@ def test_track_video_cli(tmp_path, tmp_path_factory, capsys):
     with pytest.raises(SystemExit, match="frame_idx 99 out of range"):
         main(
             ["track-video", str(video.folder), "--prompts", str(bad), "--out", str(out)]
-            + ["--config", NAME, "--image-size", str(th.SIZE)]
+            + ["--config", NAME, "--image-size", str(th.SIZE), "--random-weights"]
         )

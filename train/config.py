@@ -99,7 +99,12 @@ class TrainConfig:
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Runs `get_config()` of a config file (a path, or a name under configs/train/)."""
+    """Runs `get_config()` of a config file (a path, or a name under configs/train/).
+
+    `name:phase` (or `file.py:phase`) runs `get_config(phase)` of a config that holds the
+    phases of one recipe (e.g. `default_model:image`).
+    """
+    path, _, phase = os.fspath(path).partition(":")
     file = pathlib.Path(path)
     if not file.suffix:
         file = pathlib.Path(__file__).resolve().parents[1] / "configs" / "train" / f"{path}.py"
@@ -110,7 +115,7 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"{file} defines no get_config()")
-    config = module.get_config()
+    config = module.get_config(phase) if phase else module.get_config()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"{file}: get_config() returned {type(config).__name__}, not TrainConfig")
     return config

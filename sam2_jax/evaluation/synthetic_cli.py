@@ -6,10 +6,12 @@ import argparse
 import json
 import time
 
+from sam2_jax.cli_common import add_model_arguments
+
 
 def eval_synthetic(args: argparse.Namespace) -> None:
     from sam2_jax.build import build_sam2
-    from sam2_jax.cli_common import choose_model
+    from sam2_jax.cli_common import choose_model, describe_weights
     from sam2_jax.evaluation.synthetic import evaluate_one_click
     from sam2_jax.image_predictor import SAM2ImagePredictor
     from sam2_jax.video_predictor import SAM2VideoPredictor
@@ -23,7 +25,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
         raise SystemExit(f"sam2-jax eval-synthetic: error: {err}") from err
-    weights = model.checkpoint or f"RANDOM (seed {args.seed})"
+    weights = describe_weights(model, args.seed)
     print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
     video_predictor = SAM2VideoPredictor(model, fill_hole_area=8)
     image_predictor = SAM2ImagePredictor(model)
@@ -68,14 +70,11 @@ def add_parser(commands) -> None:
         "first and last frame skipped); also scores the image predictor's top mask from the "
         "same click on frame 0 (IoU).",
     )
-    cmd.add_argument("--checkpoint", help="a trained model (default: random weights)")
-    cmd.add_argument("--config", help="model variant (default: the checkpoint's)")
-    cmd.add_argument("--image-size", type=int, help="default: the checkpoint's")
+    add_model_arguments(cmd)
     cmd.add_argument("--videos", type=int, default=50, help="number of held-out videos")
     cmd.add_argument("--start", type=int, default=0, help="index of the first held-out video")
     cmd.add_argument("--frames", type=int, default=16, help="frames per video")
     cmd.add_argument("--size", type=int, default=128, help="video side in pixels")
-    cmd.add_argument("--seed", type=int, default=0, help="seed of random weights")
     cmd.add_argument("--out", help="write the scores (per video and object) as JSON")
     cmd.add_argument("--verbose", action="store_true", help="print every video's scores")
     cmd.set_defaults(run=eval_synthetic)

@@ -1,0 +1,53 @@
+"""The bundled default model: what loads without arguments, and how the CLIs choose weights."""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sam2_jax import build_sam2, build_sam2_video_predictor
+from sam2_jax.build import DEFAULT_MODEL_DIR
+from sam2_jax.cli_common import add_model_arguments, choose_model
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_default_model_is_small_float16_and_has_a_model_card():
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert size <= 10 * 2**20, f"the default model takes {size / 2**20:.1f} MiB (limit 10)"
+    meta = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert meta["name"] == "sam2.1_hiera_nano" and "float16" in meta["source"]
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert "sam2-jax train --config default_model:" in card and "eval-synthetic" in card
+
+
+def test_builders_without_arguments_load_the_default_model():
+    model = build_sam2()
+    assert not model.random_weights and model.checkpoint == str(DEFAULT_MODEL_DIR)
+    assert model.config.name == "sam2.1_hiera_nano" and model.config.image_size == 96
+    leaves = [np.asarray(x) for x in jax.tree.leaves(model.params)]
+    assert all(x.dtype == np.float32 for x in leaves)  # stored float16, computed float32
+    predictor = build_sam2_video_predictor()
+    assert predictor.model.checkpoint == str(DEFAULT_MODEL_DIR)
+    assert build_sam2("sam2.1_hiera_nano").random_weights  # a name alone: random init
+
+
+def test_cli_weights_are_the_default_unless_asked_otherwise(capsys):
+    assert choose_model(_args()) == (None, str(DEFAULT_MODEL_DIR))
+    assert choose_model(_args("--config", "sam2.1_hiera_nano"))[1] == str(DEFAULT_MODEL_DIR)
+    assert capsys.readouterr().err == ""  # no warning: trained weights
+    assert choose_model(_args("--random-weights")) == ("sam2.1_hiera_t", None)
+    assert "RANDOM" in capsys.readouterr().err
+    assert choose_model(_args("--checkpoint", "x.pt")) == (None, "x.pt")
+    with pytest.raises(ValueError, match="no weights for it without --checkpoint.*--random"):
+        choose_model(_args("--config", "sam2.1_hiera_t"))
+    with pytest.raises(ValueError, match="not both"):
+        choose_model(_args("--checkpoint", "x.pt", "--random-weights"))
+    with pytest.raises(ValueError, match="unknown model config 'sam9'"):
+        choose_model(_args("--config", "sam9"))
