@@ -12,10 +12,11 @@ from sam2_jax.train.prompting import TrainPromptConfig
 from sam2_jax.train.task import import_function
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs/train").glob("*.py"))
+CONFIGS += ["default_model:image", "default_model:video"]  # a config holding phases
 
 
 def test_configs_are_found():
-    assert {"smoke", "shapes_mini", "shapes_mini_image"} <= set(CONFIGS)
+    assert {"smoke", "default_model", "finetune_tiny"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -26,3 +27,8 @@ def test_config_is_complete(name):
     TrainPromptConfig(**dict(cfg.prompt_options))
     LossConfig(**dict(cfg.loss_options))
     assert cfg.batch_size >= 1 and cfg.steps >= 1
+
+
+def test_unknown_phase_is_an_error():
+    with pytest.raises(ValueError, match="phases 'image' and 'video', not 'audio'"):
+        load_config("default_model:audio")
