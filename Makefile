@@ -13,10 +13,10 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check $(if $(LOCK),-c $(
 # with CHECKPOINT=sam2.1_hiera_tiny.pt (a released model) it tracks two children instead.
 demo: $(VENV)/.runtime  ## track the objects of the bundled clip -> out/demo/overlay.mp4
 	$(BIN)/sam2-jax track-video $(if $(CHECKPOINT),sample --checkpoint $(CHECKPOINT),shapes) \
-		--out out/demo
+		--out out/demo --overwrite
 
 demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two clicks
-	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo-image \
+	$(BIN)/sam2-jax segment-image sample --point 400,300 --point 600,100,0 --out out/demo-image --overwrite \
 		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included

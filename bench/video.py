@@ -25,7 +25,7 @@ import torch
 from bench.harness import _read_status_kib, _reset_peak_rss, measure, print_comparison
 from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
-from sam2_jax.memory_bank import empty_bank
+from sam2_jax.memory.bank import empty_bank
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
 from sam2_jax.propagation import ObjectPrompt, frame_prompts, stream, track_video
 from sam2_jax.video_io import list_frames, load_frames, points_to_model, video_size

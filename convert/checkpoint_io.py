@@ -35,6 +35,7 @@ from sam2_jax.convert.state_dict import (
     export_state_dict,
     state_dict_to_params,
 )
+from sam2_jax.output_files import atomic
 
 Format = Literal["reference", "hf", "converted"]
 PathLike = str | os.PathLike
@@ -160,9 +161,9 @@ def write_reference_checkpoint(params: Mapping[str, Any], path: PathLike) -> pat
     """
     torch = _import_torch()
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {k: torch.from_numpy(np.array(v)) for k, v in export_state_dict(params).items()}
-    torch.save({"model": state_dict}, path)
+    with atomic(path) as temporary:  # a failed write never leaves a partial .pt
+        torch.save({"model": state_dict}, temporary)
     return path
 
 

@@ -10,34 +10,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import time
 
-from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
+from sam2_jax.cli_common import (
+    add_model_arguments,
+    add_overwrite_argument,
+    bundled,
+    choose_model,
+    describe_weights,
+)
 
 SAMPLE = "sample"  # IMAGE value for the bundled sample image
 DEFAULT_IMAGE = "groceries.jpg"
+RESULTS = ("masks.json", "overlay.png")  # what generate-masks writes in --out
 
 
 def generate_masks(args: argparse.Namespace) -> None:
     import numpy as np
-    from PIL import Image
 
-    from sam2_jax import visualize
+    from sam2_jax import image_io, output_files, visualize
     from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam2_jax.build import build_sam2
 
     fail = lambda message: SystemExit(f"sam2-jax generate-masks: error: {message}")
     path = bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
     try:
-        image = Image.open(path).convert("RGB")
-    except OSError as err:  # missing, unreadable or not an image
-        raise fail(f"cannot read image {path!r}: {err}") from err
+        image = image_io.read_rgb(path)
+    except ValueError as err:  # missing, unreadable or not an image
+        raise fail(err) from err
     for name in ("points_per_side", "points_per_batch"):
         if getattr(args, name) < 1:
             raise fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     try:
         config_name, checkpoint = choose_model(args)
+        out = output_files.prepare_out_dir(args.out, overwrite=args.overwrite, results=RESULTS)
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
@@ -60,8 +66,6 @@ def generate_masks(args: argparse.Namespace) -> None:
     records = generator.generate(image)
     seconds = time.perf_counter() - start
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report = {
         "image": str(path),
         "image_hw": [image.height, image.width],
@@ -73,7 +77,7 @@ def generate_masks(args: argparse.Namespace) -> None:
         "generate_s": round(seconds, 3),
         "annotations": records,
     }
-    (out / "masks.json").write_text(json.dumps(report) + "\n")
+    output_files.write_text(out / "masks.json", json.dumps(report) + "\n")
     order = sorted(range(len(records)), key=lambda i: -records[i]["area"])
     masks = np.zeros((len(records), image.height, image.width), bool)
     if records:
@@ -81,7 +85,7 @@ def generate_masks(args: argparse.Namespace) -> None:
 
         masks = np.stack([coco_rle_to_mask(records[i]["segmentation"]) for i in order])
     colors = [visualize.mask_color(i) for i in range(len(order))]
-    visualize.render(image, masks, colors=colors).save(out / "overlay.png")
+    output_files.save_image(visualize.render(image, masks, colors=colors), out / "overlay.png")
     print(f"{len(records)} mask(s) in {seconds:.1f} s: masks.json, overlay.png -> {out}")
 
 
@@ -96,7 +100,10 @@ def add_parser(commands) -> None:
     gen.add_argument(
         "image", help=f"image file, or '{SAMPLE}' for the bundled {DEFAULT_IMAGE} (800x534)"
     )
-    gen.add_argument("--out", required=True, help="output directory (created if missing)")
+    gen.add_argument(
+        "--out", required=True, help="output directory (created if missing; must be empty)"
+    )
+    add_overwrite_argument(gen, RESULTS)
     add_model_arguments(gen)
     gen.add_argument("--points-per-side", type=int, default=32, help="grid of clicks per side")
     gen.add_argument("--points-per-batch", type=int, default=64, help="clicks per model call")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import sys
 import time
 
 import numpy as np
 
 from sam2_jax import amg_cli, video_cli
-from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
+from sam2_jax.cli_common import (
+    add_model_arguments,
+    add_overwrite_argument,
+    bundled,
+    choose_model,
+    describe_weights,
+)
 from sam2_jax.evaluation import synthetic_cli
 from sam2_jax.train import cli as train_cli
 from sam2_jax.train import export as train_export
@@ -24,11 +32,15 @@ def encode_image(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from sam2_jax.config import get_config
+    from sam2_jax.image_io import read_rgb
     from sam2_jax.modeling.sam2_base import SAM2
 
-    config = get_config(args.config, image_size=args.image_size)
     path = args.image or bundled(DEFAULT_IMAGE)
-    image = Image.open(path).convert("RGB")
+    try:
+        config = get_config(args.config, image_size=args.image_size)
+        image = read_rgb(path)
+    except ValueError as err:
+        raise SystemExit(f"sam2-jax encode-image: error: {err}") from err
     size = config.image_size
     pixels = np.asarray(image.resize((size, size), Image.BILINEAR), np.float32) / 255.0
     pixels = (pixels - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
@@ -108,7 +120,12 @@ def convert_checkpoint(args: argparse.Namespace) -> None:
 
 def export_checkpoint(args: argparse.Namespace) -> None:
     from sam2_jax.convert import checkpoint_io
+    from sam2_jax.output_files import check_new_file
 
+    try:
+        check_new_file(args.out, overwrite=args.overwrite)
+    except ValueError as err:
+        raise SystemExit(f"sam2-jax export: error: {err}") from err
     with _checkpoint_errors("export"):
         config, params = checkpoint_io.load_checkpoint(args.checkpoint, args.config)
         out = checkpoint_io.write_reference_checkpoint(params, args.out)
@@ -116,6 +133,7 @@ def export_checkpoint(args: argparse.Namespace) -> None:
 
 
 SAMPLE = "sample"  # segment-image's IMAGE value for the bundled sample
+SEGMENT_RESULTS = ("mask_*.png", "overlay.png", "scores.json")  # what segment-image writes
 
 
 def _numbers(text: str, what: str, count: tuple[int, ...], usage: str) -> list[float]:
@@ -152,11 +170,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 def segment_image(args: argparse.Namespace) -> None:
     """Prompts -> masks (PNG), an overlay and scores.json in args.out."""
-    import pathlib
-
-    from PIL import Image
-
-    from sam2_jax import visualize
+    from sam2_jax import image_io, output_files, validation, visualize
     from sam2_jax.build import build_sam2
     from sam2_jax.image_predictor import SAM2ImagePredictor
 
@@ -164,19 +178,21 @@ def segment_image(args: argparse.Namespace) -> None:
     if not args.point and args.box is None:
         raise fail("give at least one --point X,Y[,LABEL] or a --box X0,Y0,X1,Y1")
     path = bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image
-    try:
-        image = Image.open(path).convert("RGB")
-    except OSError as err:  # missing, unreadable or not an image
-        raise fail(f"cannot read image {path!r}: {err}") from err
     # Check everything cheap before the model is built (compiling takes a while).
-    corners = [(args.box[0], args.box[1]), (args.box[2], args.box[3])] if args.box else []
-    for x, y in [p[:2] for p in args.point] + corners:
-        if not (0 <= x <= image.width and 0 <= y <= image.height):
-            raise fail(
-                f"prompt at ({x:g}, {y:g}) lies outside the {image.width}x{image.height} image"
-            )
     try:
+        image = image_io.read_rgb(path)
+        hw = (image.height, image.width)
+        if args.point:
+            validation.points(
+                [p[:2] for p in args.point], [p[2] for p in args.point], image_hw=hw,
+                names=("--point", "--point labels"),
+            )  # fmt: skip
+        if args.box:
+            validation.boxes(args.box, image_hw=hw, name="--box")
         config_name, checkpoint = choose_model(args)
+        out = output_files.prepare_out_dir(
+            args.out, overwrite=args.overwrite, results=SEGMENT_RESULTS
+        )
         print("building the model (first run: compiling, this takes a while) ...", flush=True)
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
@@ -194,7 +210,6 @@ def segment_image(args: argparse.Namespace) -> None:
     predictor.set_image(image)
     masks, scores, _ = predictor.predict(coords, labels, box, multimask_output=multimask)
 
-    out = pathlib.Path(args.out)
     files = visualize.save_masks(masks, out)
     order = np.argsort(scores)  # best mask drawn last, on top
     overlay = visualize.render(
@@ -205,7 +220,7 @@ def segment_image(args: argparse.Namespace) -> None:
         boxes=box,
         colors=[visualize.mask_color(int(i)) for i in order],
     )
-    overlay.save(out / "overlay.png")
+    output_files.save_image(overlay, out / "overlay.png")
     report = {
         "image": str(path),
         "image_hw": [image.height, image.width],
@@ -225,26 +240,40 @@ def segment_image(args: argparse.Namespace) -> None:
         "best": int(np.argmax(scores)),
         "overlay": "overlay.png",
     }
-    (out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+    output_files.write_text(out / "scores.json", json.dumps(report, indent=2) + "\n")
     ious = ", ".join(f"{s:.3f}" for s in scores)
     print(f"{len(files)} mask(s) (IoU predictions {ious}), overlay.png, scores.json -> {out}")
 
 
 def evaluate_vos(args: argparse.Namespace) -> None:
-    from sam2_jax.evaluation import evaluate_folders, format_results, to_json, write_results
+    import warnings
 
+    from sam2_jax.evaluation import evaluate_folders, format_results, to_json, write_results
+    from sam2_jax.output_files import write_text
+
+    fail = lambda message: SystemExit(f"sam2-jax eval: error: {message}")
     gts, preds = args.gt, args.pred
     if len(gts) == 1:
         gts = gts * len(preds)
     if len(gts) != len(preds):
-        raise SystemExit(f"eval: {len(args.gt)} --gt folders for {len(preds)} --pred folders")
+        raise fail(f"{len(args.gt)} --gt folders for {len(preds)} --pred folders")
     if len(preds) > 1 and args.out and not args.out.endswith(".json"):
-        raise SystemExit("eval: with several --pred folders, --out must be a .json file")
+        raise fail("with several --pred folders, --out must be a .json file")
+    for folder in (*args.gt, *preds):
+        if not os.path.isdir(folder):
+            raise fail(f"{folder!r} is not a folder")
     results = {}
     for gt, pred in zip(gts, preds, strict=True):
-        res = evaluate_folders(
-            gt, pred, skip_first_last=not args.all_frames, bound_th=args.bound_th
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                res = evaluate_folders(
+                    gt, pred, skip_first_last=not args.all_frames, bound_th=args.bound_th
+                )
+            except (OSError, ValueError) as err:
+                raise fail(f"{pred} vs {gt}: {err}") from err
+        for w in caught:
+            print(f"sam2-jax eval: warning: {w.message}", file=sys.stderr)
         results[pred] = res
         print(f"== {pred} vs {gt}")
         print(format_results(res))
@@ -252,8 +281,7 @@ def evaluate_vos(args: argparse.Namespace) -> None:
         if len(preds) == 1:
             write_results(results[preds[0]], args.out)
         else:
-            with open(args.out, "w") as f:
-                json.dump({p: to_json(r) for p, r in results.items()}, f, indent=1)
+            write_text(args.out, json.dumps({p: to_json(r) for p, r in results.items()}, indent=1))
         print(f"scores -> {args.out}")
 
 
@@ -286,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("checkpoint", help="converted directory (or reference .pt / HF checkpoint)")
     exp.add_argument("--config", default=None, help="default: recorded or guessed")
     exp.add_argument("--out", required=True, help="the .pt file to write")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     exp.set_defaults(run=export_checkpoint)
 
     seg = commands.add_parser(
@@ -316,7 +345,10 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="three candidate masks instead of one (default: only for a single click)",
     )
-    seg.add_argument("--out", required=True, help="output directory (created if missing)")
+    seg.add_argument(
+        "--out", required=True, help="output directory (created if missing; must be empty)"
+    )
+    add_overwrite_argument(seg, SEGMENT_RESULTS)
     seg.set_defaults(run=segment_image)
 
     ev = commands.add_parser(

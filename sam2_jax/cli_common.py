@@ -7,6 +7,7 @@ import argparse
 import importlib.resources
 import os
 import sys
+from collections.abc import Sequence
 
 from sam2_jax.config import get_config
 
@@ -36,6 +37,16 @@ def add_model_arguments(cmd: argparse.ArgumentParser) -> None:
         "--image-size", type=int, help="model input side (default: the checkpoint's, else 1024)"
     )
     cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+
+
+def add_overwrite_argument(cmd: argparse.ArgumentParser, results: Sequence[str]) -> None:
+    """--overwrite: write into a non-empty --out, deleting an earlier run's `results` first."""
+    cmd.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out: the results of an earlier run there "
+        f"({', '.join(results)}) are deleted first; other files are kept",
+    )
 
 
 def choose_model(args: argparse.Namespace) -> tuple[str | None, str | None]:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax import transforms
+from sam2_jax import transforms, validation
 from sam2_jax.build import SAM2Model
 from sam2_jax.modeling.sam2_base import SAM2
 
@@ -149,38 +149,22 @@ class SAM2ImagePredictor:
         orig_hw = self._orig_hw[img]
         coords = labels = None
         if point_coords is not None:
-            if point_labels is None:
-                raise ValueError("point_labels must be supplied if point_coords is supplied.")
-            coords = np.asarray(point_coords, np.float32)
-            labels = np.asarray(point_labels)
+            coords, labels = validation.points(
+                point_coords,
+                point_labels,
+                image_hw=orig_hw,
+                pixels=normalize_coords,
+                allowed=VALID_LABELS,
+                batched=True,
+                names=("point_coords", "point_labels"),
+            )
             if coords.ndim == 2:
                 coords, labels = coords[None], labels[None]
-            if coords.ndim != 3 or coords.shape[-1] != 2:
-                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2), got {coords.shape}")
-            if labels.shape != coords.shape[:2]:
-                raise ValueError(
-                    f"point_labels shape {labels.shape} does not match point_coords "
-                    f"{coords.shape}: one label per point"
-                )
-            if not np.isin(labels, VALID_LABELS).all():
-                bad = sorted(set(np.unique(labels).tolist()) - set(VALID_LABELS))
-                raise ValueError(
-                    f"point labels must be 1 (positive), 0 (negative), 2/3 (box corners) or -1 "
-                    f"(padding); got {bad}"
-                )
-            _check_in_image(coords, orig_hw, normalize_coords, "point")
             coords = transforms.transform_coords(coords, self.resolution, orig_hw, normalize_coords)
-            labels = labels.astype(np.int32)
         if box is not None:
-            boxes = np.asarray(box, np.float32)
-            if boxes.shape[-1] != 4 or boxes.ndim not in (1, 2):
-                raise ValueError(f"box must be (4,) or (B, 4) as x0, y0, x1, y1; got {boxes.shape}")
-            corners = boxes.reshape(-1, 2, 2)
-            if (corners[:, 1] < corners[:, 0]).any():
-                raise ValueError(f"box corners must satisfy x0 <= x1 and y0 <= y1; got {box}")
-            _check_in_image(corners, orig_hw, normalize_coords, "box corner")
+            boxes = validation.boxes(box, image_hw=orig_hw, pixels=normalize_coords, batched=True)
             corners = transforms.transform_coords(
-                corners, self.resolution, orig_hw, normalize_coords
+                boxes.reshape(-1, 2, 2), self.resolution, orig_hw, normalize_coords
             )
             corner_labels = np.broadcast_to(np.array([[2, 3]], np.int32), corners.shape[:2])
             if coords is None:
@@ -199,15 +183,8 @@ class SAM2ImagePredictor:
                 labels = np.concatenate([corner_labels, labels], axis=1)
         mask = None
         if mask_input is not None:
-            mask = np.asarray(mask_input, np.float32)
-            if mask.ndim == 3:
-                mask = mask[None]
             side = 4 * self.model.config.embedding_size
-            if mask.ndim != 4 or mask.shape[1:] != (1, side, side):
-                raise ValueError(
-                    f"mask_input must be (1, {side}, {side}) or (B, 1, {side}, {side}) low-res "
-                    f"logits (e.g. a previous call's third output); got {mask.shape}"
-                )
+            mask = validation.mask_logits(mask_input, side=side)
             mask = np.moveaxis(mask, 1, -1)  # (B, 1, H, W) -> (B, H, W, 1)
             if coords is not None and mask.shape[0] != coords.shape[0]:
                 raise ValueError(f"{mask.shape[0]} masks but {coords.shape[0]} point sets")
@@ -313,16 +290,3 @@ class SAM2ImagePredictor:
             for store, value in zip(results, outputs, strict=True):
                 store.append(value)
         return results
-
-
-def _check_in_image(points: np.ndarray, orig_hw, normalized_input: bool, what: str) -> None:
-    """Raises if any (x, y) lies outside the image (pixels) or outside [0, 1]."""
-    if normalized_input:
-        h, w = orig_hw
-        limit, unit = np.array([w, h], np.float32), f"image of width {w} and height {h}"
-    else:
-        limit, unit = np.ones(2, np.float32), "[0, 1] (normalize_coords=False)"
-    flat = points.reshape(-1, 2)
-    outside = (flat < 0).any(1) | (flat > limit).any(1) | ~np.isfinite(flat).all(1)
-    if outside.any():
-        raise ValueError(f"{what} {flat[outside][0].tolist()} lies outside the {unit}")

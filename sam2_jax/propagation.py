@@ -28,14 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.memory_bank import (
-    MemoryBank,
-    WriteRule,
-    empty_bank,
-    has_conditioning,
-    reference_write_rule,
-    write_recent,
-)
+from sam2_jax.memory.bank import MemoryBank, empty_bank, has_conditioning, write_recent
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
+from sam2_jax.memory.selection import recent_position
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
 from sam2_jax.tracking import FramePrompts, StepOutput, _step
 
@@ -72,12 +67,10 @@ def _scan(
     reverse: jax.Array,
     seed_start: jax.Array,
     num_frames: int,
-    write_rule: WriteRule,
+    memory_policy: MemoryPolicy,
 ) -> tuple[tuple[MemoryBank, MemoryBank | None], StepOutput]:
     """The frame loop; see `propagate`."""
     cfg = module.config
-    mem_window = cfg.num_maskmem - 1
-    ptr_window = min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1
 
     def step(m: SAM2, bank: MemoryBank, x: StepInputs) -> tuple[MemoryBank, StepOutput]:
         features = m.forward_image(x.frames[None])
@@ -85,7 +78,7 @@ def _scan(
         is_init = x.init_cond | (x.prompts.has_prompt & ~has_cond)
         return _step(
             m, bank, features, x.frame_idx, x.prompts, x.track, is_init, num_frames, reverse,
-            write_rule,
+            memory_policy,
         )  # fmt: skip
 
     def skip(bank: MemoryBank, x: StepInputs) -> tuple[MemoryBank, StepOutput]:
@@ -109,9 +102,9 @@ def _scan(
         bank, out = jax.lax.cond(x.track.any(), lambda: step(m, bank, x), lambda: skip(bank, x))
         if seed is not None:
             # A later reverse pass from seed_start needs the non-conditioning outputs of the
-            # frames just after it: memories up to mem_window away, pointers up to ptr_window.
+            # frames just after it, up to the policy's history span.
             dist = (x.frame_idx - seed_start) * jnp.where(reverse, -1, 1)
-            window = max(mem_window, ptr_window)
+            window = memory_policy.history_span
             keep = out.active & ~x.prompts.has_prompt & (dist >= 1) & (dist <= window)
             seed = write_recent(seed, x.frame_idx, out.memory_features, out.obj_ptr, keep)
         return (bank, seed), out
@@ -122,7 +115,7 @@ def _scan(
     return module.apply(variables, method=run)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames", "write_rule"))
+@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
 def propagate(
     module: SAM2,
     variables: Variables,
@@ -133,7 +126,7 @@ def propagate(
     seed_start: int | jax.Array = 0,
     *,
     num_frames: int,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
 ) -> tuple[tuple[MemoryBank, MemoryBank | None], StepOutput]:
     """Tracks B objects through a chunk of frames in one scan.
 
@@ -142,22 +135,24 @@ def propagate(
       bank: the memory state at the start of the chunk.
       inputs: `StepInputs` for T steps, in tracking order.
       reverse: tracking direction (traced: both directions share the compiled program).
-      seed: optional bank with recent rings of `max_obj_ptrs_in_encoder - 1` slots; the steps
-        write into it the non-conditioning memories of the frames 1 .. 15 after `seed_start`
-        (in tracking order), which `reverse_bank` turns into the starting bank of a reverse
-        pass from `seed_start`, as the reference's dicts hold them.
+      seed: optional bank with recent rings of `memory_policy.history_span` slots; the steps
+        write into it the non-conditioning memories of the frames 1 .. history_span after
+        `seed_start` (in tracking order), which `reverse_bank` turns into the starting bank of
+        a reverse pass from `seed_start`, as the reference's dicts hold them.
       num_frames: video length (static).
-      write_rule: the memory write rule (static).
+      memory_policy: what each frame reads from the bank and writes into it (static).
 
     Returns:
       ((bank, seed) after the chunk, StepOutput with leading (T, B)).
     """
     reverse = jnp.asarray(reverse, bool)
     seed_start = jnp.asarray(seed_start, jnp.int32)
-    return _scan(module, variables, bank, seed, inputs, reverse, seed_start, num_frames, write_rule)
+    return _scan(
+        module, variables, bank, seed, inputs, reverse, seed_start, num_frames, memory_policy
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames", "write_rule"))
+@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
 def propagate_videos(
     module: SAM2,
     variables: Variables,
@@ -166,7 +161,7 @@ def propagate_videos(
     reverse: jax.Array,
     *,
     num_frames: int,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
 ) -> tuple[MemoryBank, StepOutput]:
     """`propagate` for V videos in one call: every argument but module / variables has a
     leading video axis (banks (V, B, ...), inputs (V, T, ...), reverse (V,)). The videos share
@@ -178,30 +173,43 @@ def propagate_videos(
 
     def one(bank, x, rev):
         (bank, _), out = _scan(
-            module, variables, bank, None, x, rev, jnp.int32(0), num_frames, write_rule
+            module, variables, bank, None, x, rev, jnp.int32(0), num_frames, memory_policy
         )
         return bank, out
 
     return jax.vmap(one)(banks, inputs, jnp.asarray(reverse, bool))
 
 
-def reverse_bank(bank: MemoryBank, seed: MemoryBank, start: int, num_recent: int) -> MemoryBank:
+def reverse_bank(
+    bank: MemoryBank, seed: MemoryBank, start: int, memory_policy: MemoryPolicy = REFERENCE
+) -> MemoryBank:
     """The bank a reverse pass from `start` begins with, after a forward pass from `start`
-    that filled `seed`: the conditioning slots of `bank`, the `num_recent` memories of the
-    seed closest to `start` and all of the seed's pointers."""
-    distance = jnp.where(seed.recent_valid, jnp.abs(seed.recent_frame - start), 2**30)
-    nearest = jnp.argsort(distance, axis=1)[:, :num_recent]  # (B, R)
+    that filled `seed` (rings of `memory_policy.history_span` slots): the conditioning slots of
+    `bank`, the seed's memories that frame `start` reads in reverse, and its pointers nearest
+    to `start`."""
+    r, p = bank.recent_valid.shape[1], bank.ptr_valid.shape[1]
+    reads = recent_position(
+        seed.recent_frame,
+        start,
+        jnp.int32(-1),
+        memory_policy.memory_temporal_stride,
+        memory_policy.num_maskmem,
+    )
+    mem_rank = jnp.where(seed.recent_valid & (reads > 0), reads, 2**30)
+    ptr_rank = jnp.where(seed.ptr_valid, jnp.abs(seed.ptr_frame - start), 2**30)
 
-    def take(x):
-        return jnp.take_along_axis(x, nearest.reshape(nearest.shape + (1,) * (x.ndim - 2)), 1)
+    def take(x, order):
+        return jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), 1)
 
+    mem = jnp.argsort(mem_rank, axis=1)[:, :r]  # (B, R)
+    ptr = jnp.argsort(ptr_rank, axis=1)[:, :p]  # (B, P)
     return bank.replace(
-        recent_features=take(seed.recent_features),
-        recent_frame=take(seed.recent_frame),
-        recent_valid=take(seed.recent_valid),
-        ptr=seed.ptr,
-        ptr_frame=seed.ptr_frame,
-        ptr_valid=seed.ptr_valid,
+        recent_features=take(seed.recent_features, mem),
+        recent_frame=take(seed.recent_frame, mem),
+        recent_valid=take(seed.recent_valid & (reads > 0), mem),
+        ptr=take(seed.ptr, ptr),
+        ptr_frame=take(seed.ptr_frame, ptr),
+        ptr_valid=take(seed.ptr_valid, ptr),
     )
 
 
@@ -233,7 +241,7 @@ def iter_chunks(
     num_frames: int,
     reverse: bool = False,
     chunk_size: int = 8,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
     seed: MemoryBank | None = None,
     seed_start: int = 0,
 ) -> Generator[tuple[np.ndarray, StepOutput], None, tuple[MemoryBank, MemoryBank | None]]:
@@ -271,7 +279,7 @@ def iter_chunks(
             seed,
             seed_start,
             num_frames=num_frames,
-            write_rule=write_rule,
+            memory_policy=memory_policy,
         )
         out = jax.tree.map(functools.partial(_head, n=n), out)
         if out.overflow.any():
@@ -297,7 +305,7 @@ def stream(
     num_frames: int,
     reverse: bool = False,
     chunk_size: int = 8,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
     seed: MemoryBank | None = None,
     seed_start: int = 0,
     consume: Callable[[np.ndarray, StepOutput], None] | None = None,
@@ -332,7 +340,7 @@ def stream(
         num_frames=num_frames,
         reverse=reverse,
         chunk_size=chunk_size,
-        write_rule=write_rule,
+        memory_policy=memory_policy,
         seed=seed,
         seed_start=seed_start,
     )
@@ -439,7 +447,7 @@ def track_video(
     max_points: int | None = None,
     cond_capacity: int | None = None,
     mask_prompts: bool | None = None,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
 ) -> VideoResult:
     """Segments B objects through a video from prompts given up front.
 
@@ -495,7 +503,10 @@ def track_video(
         raise ValueError(f"an object has {max(per_object)} prompted frames > cond_capacity {k}")
 
     hw = cfg.embedding_size**2
-    bank = empty_bank(b, hw, mem_dim=cfg.mem_dim, hidden_dim=cfg.d_model, cond_capacity=k)
+    bank = empty_bank(
+        b, hw, mem_dim=cfg.mem_dim, hidden_dim=cfg.d_model, cond_capacity=k,
+        policy_state=memory_policy.init_state(b),
+    )  # fmt: skip
     low = np.full((num_frames, b, 4 * cfg.embedding_size, 4 * cfg.embedding_size), NO_OBJ_SCORE)
     low = low.astype(np.float32)
     scores = np.full((num_frames, b), NO_OBJ_SCORE, np.float32)
@@ -527,7 +538,7 @@ def track_video(
         init_cond=prompted[prompt_frames],
         num_frames=num_frames,
         chunk_size=chunk_size,
-        write_rule=write_rule,
+        memory_policy=memory_policy,
         consume=keep_prompted,
     )
 
@@ -555,7 +566,7 @@ def track_video(
             num_frames=num_frames,
             reverse=rev,
             chunk_size=chunk_size,
-            write_rule=write_rule,
+            memory_policy=memory_policy,
             seed=seed,
             seed_start=start,
             consume=consume,
@@ -566,13 +577,13 @@ def track_video(
     else:
         seed = None
         if both_directions:
-            ptrs = cfg.max_obj_ptrs_in_encoder - 1
+            span = memory_policy.history_span
             seed = empty_bank(
                 b, hw, mem_dim=cfg.mem_dim, hidden_dim=cfg.d_model, cond_capacity=1,
-                num_recent=ptrs, num_ptrs=ptrs,
+                num_recent=span, num_ptrs=span,
             )  # fmt: skip
         bank, seed = run(forward_order, False, bank, seed)
         if both_directions and reverse_order:
-            bank = reverse_bank(bank, seed, start, cfg.num_maskmem - 1)
+            bank = reverse_bank(bank, seed, start, memory_policy)
             bank, _ = run(reverse_order, True, bank)
     return VideoResult(low, scores, tracked, bank)

@@ -8,10 +8,10 @@ and `_encode_new_memory`) for B objects that share one frame's image features:
 2. Otherwise the frame's stride-16 features are conditioned on the memory bank: initial
    conditioning frames (a prompted frame of an object without a conditioning memory yet) just
    add `no_mem_embed`; every other frame attends to the spatial memories and object pointers
-   that `select_memories` picks, assembled here as one padded token sequence with a key mask.
+   that the memory policy selects, assembled here as one padded token sequence with a key mask.
 3. SAM heads on the padded prompts; multimask output iff the object has at most one click.
 4. Memory encoding of the predicted mask (binarized on prompted frames, else sigmoid) and a
-   write into the bank through the replaceable write rule.
+   write into the bank, as the memory policy decides.
 
 Everything is computed in the model's dtype (float32 by default); the bank stores spatial
 memories in bfloat16, as the reference's video predictor does, and they are promoted back to
@@ -30,13 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.memory_bank import (
-    MemoryBank,
-    WriteRule,
-    has_conditioning,
-    reference_write_rule,
-    select_memories,
-)
+from sam2_jax.memory.bank import MemoryBank, has_conditioning
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy, StepScores
 from sam2_jax.modeling.interpolation import upsample_bilinear
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
@@ -116,9 +111,18 @@ def sine_pe_1d(positions: jax.Array, dim: int, temperature: float = 10000.0) -> 
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def _memory_sequence(m: SAM2, bank: MemoryBank, frame_idx: jax.Array, reverse, num_frames: int):
+def _memory_sequence(
+    m: SAM2,
+    bank: MemoryBank,
+    frame_idx: jax.Array,
+    reverse,
+    num_frames: int,
+    policy: MemoryPolicy,
+    training: bool = False,
+):
     """The padded memory sequence a frame attends to (reference `_prepare_memory_conditioned_
-    features`, step 1), from the bank and `select_memories`.
+    features`, step 1), from the bank and the policy's selection (`training`: the reference's
+    training-mode selection, e.g. pointers of conditioning frames ahead too).
 
     Order: K conditioning memories, R recent memories (each HW tokens), then 4 tokens per
     pointer (K conditioning, then Pp recent). The reference concatenates only the present
@@ -130,14 +134,13 @@ def _memory_sequence(m: SAM2, bank: MemoryBank, frame_idx: jax.Array, reverse, n
       N = (K + R) * HW + 4 * (K + Pp).
     """
     cfg = m.config
-    sel = select_memories(
+    sel = policy.select(
         bank,
         frame_idx,
         reverse=reverse,
         num_frames=num_frames,
-        num_maskmem=cfg.num_maskmem,
-        max_obj_ptrs_in_encoder=cfg.max_obj_ptrs_in_encoder,
         signed_ptr_pos=cfg.use_signed_tpos_enc_to_obj_ptrs,
+        training=training,
     )
     b, k, hw, mem_dim = bank.cond_features.shape
     r = bank.recent_features.shape[1]
@@ -145,7 +148,7 @@ def _memory_sequence(m: SAM2, bank: MemoryBank, frame_idx: jax.Array, reverse, n
     side = int(round(hw**0.5))
     spatial_pos = jnp.asarray(sine_position_encoding_2d(side, side, mem_dim)).reshape(hw, mem_dim)
     tpos = jnp.asarray(m.maskmem_tpos_enc)  # (num_maskmem, M); row num_maskmem - t_pos - 1
-    cond_tpos = jnp.broadcast_to(tpos[cfg.num_maskmem - 1], (b, k, mem_dim))
+    cond_tpos = tpos[sel.cond_tpos_index]  # (B, K, M)
     recent_tpos = tpos[sel.recent_tpos_index]  # (B, R, M)
     features = jnp.concatenate([bank.cond_features, bank.recent_features], axis=1)
     features = features.astype(dtype).reshape(b, (k + r) * hw, mem_dim)  # (B, (K+R)*HW, M)
@@ -227,7 +230,7 @@ def _step(
     is_init_cond: jax.Array | None,
     num_frames: int,
     reverse,
-    write_rule: WriteRule,
+    policy: MemoryPolicy,
     prev_logits: jax.Array | None = None,
     encode_memory: bool = True,
 ) -> tuple[MemoryBank, StepOutput]:
@@ -254,7 +257,7 @@ def _step(
     # Memory-conditioned features (reference `_prepare_memory_conditioned_features`).
     def attend(_):
         memory, memory_pos, key_mask, rope_mask, rope_index = _memory_sequence(
-            m, bank, frame_idx, reverse, num_frames
+            m, bank, frame_idx, reverse, num_frames, policy
         )
         curr = raw.reshape(b, h * w, c)  # (B, HW, C)
         curr_pos = jnp.broadcast_to(features["vision_pos_enc"][-1], (b, h, w, c))
@@ -312,7 +315,10 @@ def _step(
 
     if encode_memory:
         mem = _new_memory(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
-        bank, overflow = write_rule(bank, frame_idx, mem, obj_ptr, has_prompt, active)
+        scores = StepScores(iou=iou.astype(jnp.float32), object_score=score.astype(jnp.float32))
+        bank, overflow = policy.write(
+            bank, frame_idx, mem, obj_ptr, has_prompt, active, scores, reverse=reverse
+        )
     else:
         mem = jnp.zeros((b, h * w, cfg.mem_dim), bank.recent_features.dtype)
         overflow = jnp.zeros((b,), bool)
@@ -340,7 +346,7 @@ def track_step(
     *,
     num_frames: int,
     reverse: bool | jax.Array = False,
-    write_rule: WriteRule = reference_write_rule,
+    memory_policy: MemoryPolicy = REFERENCE,
     track: jax.Array | None = None,
     is_init_cond: jax.Array | None = None,
     prev_logits: jax.Array | None = None,
@@ -356,7 +362,8 @@ def track_step(
       prompts: this frame's prompts (`FramePrompts`, leading axis B).
       num_frames: video length (static); bounds and normalizes the pointer window.
       reverse: tracking direction.
-      write_rule: decides what enters the bank (`memory_bank.reference_write_rule`).
+      memory_policy: what the frame reads from the bank and writes into it
+        (`sam2_jax.memory.reference_policy()` by default).
       track: (B,) bool, objects to process (default all); the others are not written and
         get NO_OBJ_SCORE outputs. Objects without any prompt so far are never processed.
       is_init_cond: (B,) bool override of "decode without memory" (default: prompted and no
@@ -376,7 +383,7 @@ def track_step(
     def run(m: SAM2):
         return _step(
             m, bank, features, frame_idx, prompts, track, is_init_cond, num_frames, reverse,
-            write_rule, prev_logits, encode_memory,
+            memory_policy, prev_logits, encode_memory,
         )  # fmt: skip
 
     return module.apply(variables, method=run)

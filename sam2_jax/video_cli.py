@@ -14,26 +14,43 @@ Prompts file (coordinates in video pixels; see sam2_jax/assets/bedroom_prompts.j
     }
 
 Each prompt is on one frame: clicks ("points" [[x, y], ...] with "labels", 1 positive /
-0 negative), a "box" [x0, y0, x1, y1] (optionally with clicks), or a "mask" (a PNG of the
-video's size, non-zero = object, path relative to the JSON file). Prompts are applied in
-frame order; then the objects are tracked forward from the earliest prompted frame to the
-end, and backward from it to frame 0.
+0 negative; without "labels" every click is positive), a "box" [x0, y0, x1, y1] (optionally
+with clicks), or a "mask" (a PNG of the video's size, non-zero = object, path relative to the
+JSON file). An "id" is an int or a name of letters, digits, '_' and '-', used by one object
+only; an object has at most one prompt per frame. Any other key, a number that is not
+finite, a reversed box or a click outside the video is an error, found before the model is
+built. Prompts are applied in frame order; then the objects are tracked forward from the
+earliest prompted frame to the end, and backward from it to frame 0.
 
-Writes to --out: masks/<obj_id>/<frame>.png, masks_rle.json (COCO RLE), the overlay video
-and summary.json (frames/s, peak memory, whether the weights are random).
+Writes to --out (which must be empty, unless --overwrite): masks/<obj_id>/<frame>.png,
+masks_rle.json (COCO RLE), the overlay video and summary.json (frames/s, peak memory, whether
+the weights are random), each under a temporary name until complete. If a frame cannot be
+read mid-video, the frames tracked before it are kept (masks_rle.json, masks/) and
+summary.json says "complete": false and which frames are done.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import resource
 import time
 
 import numpy as np
 
-from sam2_jax.cli_common import add_model_arguments, bundled, choose_model, describe_weights
+from sam2_jax.cli_common import (
+    add_model_arguments,
+    add_overwrite_argument,
+    bundled,
+    choose_model,
+    describe_weights,
+)
+from sam2_jax.output_files import prepare_out_dir, write_text
+from sam2_jax.prompt_file import load_prompts  # noqa: F401 (also the public home of the reader)
+
+RESULTS = ("masks", "masks_rle.json", "summary.json", "scores.json")  # and the overlay
 
 # VIDEO values naming bundled clips: (video, prompts, ground-truth annotations or None)
 BUNDLED_CLIPS = {
@@ -44,50 +61,39 @@ BUNDLED_CLIPS = {
 }
 
 
-def load_prompts(path: str | pathlib.Path) -> list[dict]:
-    """The prompts file -> [{"obj_id", "frame", "points"|"labels"|"box"|"mask"}], sorted by
-    frame (masks loaded as (H, W) bool arrays).
+def _check_options(args: argparse.Namespace) -> None:
+    """The cheap flags, before anything is read."""
+    overlay = pathlib.PurePath(args.overlay)
+    if overlay.name != args.overlay or overlay.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(
+            f"--overlay must be a file name ending in .mp4 or .gif, got {args.overlay!r}"
+        )
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise ValueError(f"--fps must be a number > 0, got {args.fps}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
 
-    Raises:
-      ValueError: the file is not valid JSON or not in the documented format.
-    """
-    from PIL import Image
 
-    path = pathlib.Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read prompts file {str(path)!r}: {err}") from err
-    objects = data.get("objects") if isinstance(data, dict) else None
-    if not isinstance(objects, list) or not objects:
-        raise ValueError(f"{path}: expected {{'objects': [{{'id': ..., 'prompts': [...]}}]}}")
-    out = []
-    for obj in objects:
-        if "id" not in obj or not obj.get("prompts"):
-            raise ValueError(f"{path}: every object needs an 'id' and a non-empty 'prompts' list")
-        for p in obj["prompts"]:
-            if not isinstance(p.get("frame"), int):
-                raise ValueError(f"{path}: object {obj['id']}: every prompt needs a 'frame' int")
-            entry = {"obj_id": obj["id"], "frame": p["frame"]}
-            if "mask" in p:
-                with Image.open(path.parent / p["mask"]) as image:
-                    entry["mask"] = np.asarray(image.convert("L")) > 0
-            elif "points" in p or "box" in p:
-                if "points" in p:
-                    entry["points"] = np.asarray(p["points"], np.float32).reshape(-1, 2)
-                    entry["labels"] = np.asarray(p.get("labels", [1] * len(p["points"])))
-                if "box" in p:
-                    entry["box"] = np.asarray(p["box"], np.float32)
-            else:
-                raise ValueError(
-                    f"{path}: object {obj['id']} frame {p['frame']}: give points, box or mask"
-                )
-            out.append(entry)
-    return sorted(out, key=lambda e: e["frame"])
+def _frame_ranges(frames: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    runs: list[list[int]] = []
+    for f in sorted(set(frames)):
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs) or "none"
 
 
 def track_video(args: argparse.Namespace) -> None:
-    from sam2_jax.video_output import OverlayWriter, RLEWriter, overlay_frame, save_frame_pngs
+    from sam2_jax.video_frames import probe
+    from sam2_jax.video_output import (
+        OverlayWriter,
+        RLEWriter,
+        decode_rle,
+        overlay_frame,
+        save_frame_pngs,
+    )
     from sam2_jax.video_predictor import build_sam2_video_predictor
 
     fail = lambda message: SystemExit(f"sam2-jax track-video: error: {message}")
@@ -97,19 +103,24 @@ def track_video(args: argparse.Namespace) -> None:
     gt_dir = args.gt or (bundled(clip[2]) if clip and clip[2] and not args.prompts else None)
     if prompts_path is None:
         raise fail("give --prompts PROMPTS.json (format: sam2-jax track-video --help)")
+    # Everything that can be checked is checked before the model is built.
     try:
-        prompts = load_prompts(prompts_path)
-    except (ValueError, OSError) as err:
+        _check_options(args)
+        num_frames, height, width = probe(video, args.max_frames)
+        prompts = load_prompts(prompts_path, num_frames=num_frames, video_hw=(height, width))
+    except (ValueError, OSError, IndexError, TypeError) as err:
         raise fail(err) from err
+    gt = None if gt_dir is None else _read_annotations(gt_dir, num_frames, prompts)
     try:
         config_name, checkpoint = choose_model(args)
+        results = (*RESULTS, args.overlay)
+        out = prepare_out_dir(args.out, overwrite=args.overwrite, results=results)
         predictor = build_sam2_video_predictor(
             config_name, checkpoint, image_size=args.image_size, seed=args.seed
         )
         state = predictor.init_state(video, max_frames=args.max_frames)
     except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
-    gt = None if gt_dir is None else _read_annotations(gt_dir, state.num_frames, prompts)
     model = predictor.model
     weights = describe_weights(model, args.seed)
     print(
@@ -129,37 +140,11 @@ def track_video(args: argparse.Namespace) -> None:
                     labels=p.get("labels"),
                     box=p.get("box"),
                 )
-    except (ValueError, IndexError, KeyError) as err:
+    except (ValueError, IndexError, KeyError, TypeError) as err:
         raise fail(f"bad prompt in {prompts_path}: {err}") from err
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rle = RLEWriter(str(video), state.video_height, state.video_width)
-    start = min(p["frame"] for p in prompts)
-    tracked = 0
-    began = time.perf_counter()
-    for reverse in (False, True):
-        for f, obj_ids, masks in predictor.propagate_in_video(state, start, reverse=reverse):
-            rle.add(f, obj_ids, masks)
-            if not args.no_pngs:
-                save_frame_pngs(out / "masks", f, obj_ids, masks)
-            tracked += 1
-    seconds = time.perf_counter() - began
-    rle.save(out / "masks_rle.json")
-
-    overlay_path = out / args.overlay
     obj_ids = list(state.obj_ids)
-    with OverlayWriter(overlay_path, fps=args.fps) as writer:
-        for f, frame in enumerate(state.frames.original()):
-            frame_masks = rle.data["frames"].get(str(f))
-            if frame_masks is None:
-                writer.write(frame)
-                continue
-            from sam2_jax.video_output import decode_rle
-
-            masks = np.stack([decode_rle(frame_masks[str(i)]) for i in obj_ids])
-            writer.write(overlay_frame(frame, masks))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "video": str(video),
         "frames": state.num_frames,
@@ -169,16 +154,56 @@ def track_video(args: argparse.Namespace) -> None:
         "checkpoint": model.checkpoint,
         "random_weights": model.random_weights,
         "obj_ids": obj_ids,
-        "outputs": tracked,
-        "propagation_seconds": round(seconds, 2),
-        "frames_per_second": round(tracked / seconds, 2) if seconds > 0 else None,
-        "peak_rss_mib": round(peak_mib, 1),
-        "overlay": overlay_path.name,
-        "rle": "masks_rle.json",
+        "complete": False,
     }
+    start = min(p["frame"] for p in prompts)
+    tracked = 0
+    began = time.perf_counter()
+    try:
+        for reverse in (False, True):
+            for f, ids, masks in predictor.propagate_in_video(state, start, reverse=reverse):
+                rle.add(f, ids, masks)
+                if not args.no_pngs:
+                    save_frame_pngs(out / "masks", f, ids, masks)
+                tracked += 1
+        seconds = time.perf_counter() - began
+        rle.save(out / "masks_rle.json")
+        overlay_path = out / args.overlay
+        with OverlayWriter(overlay_path, fps=args.fps) as writer:
+            for f, frame in enumerate(state.frames.original()):
+                frame_masks = rle.data["frames"].get(str(f))
+                if frame_masks is None:
+                    writer.write(frame)
+                    continue
+                masks = np.stack([decode_rle(frame_masks[str(i)]) for i in obj_ids])
+                writer.write(overlay_frame(frame, masks))
+    except (ValueError, OSError) as err:  # a corrupt frame, a full disk: keep what is done
+        done = sorted(int(f) for f in rle.data["frames"])
+        rle.save(out / "masks_rle.json")
+        summary.update(error=str(err), frames_done=_frame_ranges(done), rle="masks_rle.json")
+        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        kept = (
+            f"the {len(done)} frames tracked before it (frames {_frame_ranges(done)}) are kept"
+            if done
+            else "no frame was tracked before it; what there is is kept"
+        )
+        raise fail(
+            f"{err}; {kept} in {out}/ (masks_rle.json{'' if args.no_pngs else ', masks/'}; "
+            'summary.json says "complete": false)'
+        ) from err
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary.update(
+        complete=True,
+        outputs=tracked,
+        propagation_seconds=round(seconds, 2),
+        frames_per_second=round(tracked / seconds, 2) if seconds > 0 else None,
+        peak_rss_mib=round(peak_mib, 1),
+        overlay=overlay_path.name,
+        rle="masks_rle.json",
+    )
     if gt is not None:
         summary["scores"] = _score(rle, gt, out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(
         f"{tracked} frame outputs for {len(obj_ids)} object(s) in {seconds:.1f} s "
         f"({summary['frames_per_second']} frames/s, first call includes compiling); "
@@ -228,7 +253,7 @@ def _score(rle, gt, out: pathlib.Path) -> dict:
             for oid, r in per_object.items()
         },
     }
-    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     rows = ", ".join(f"object {oid}: J&F {r['J&F']:.3f}" for oid, r in scores["objects"].items())
     print(f"J&F {scores['J&F']:.4f} (J {scores['J']:.4f}, F {scores['F']:.4f}); {rows}")
     return scores
@@ -254,7 +279,10 @@ def add_parser(commands) -> None:
         "video: J, F and J&F are printed and written to scores.json",
     )
     cmd.add_argument("--prompts", help="prompts JSON file (format above)")
-    cmd.add_argument("--out", required=True, help="output directory (created if missing)")
+    cmd.add_argument(
+        "--out", required=True, help="output directory (created if missing; must be empty)"
+    )
+    add_overwrite_argument(cmd, (*RESULTS, "the overlay"))
     add_model_arguments(cmd)
     cmd.add_argument("--max-frames", type=int, help="only the first frames of the video")
     cmd.add_argument("--overlay", default="overlay.mp4", help="overlay file name (.mp4 / .gif)")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from sam2_jax.image_io import to_rgb8
 from sam2_jax.video_io import IMAGENET_MEAN, IMAGENET_STD, list_frames
 
 
@@ -26,6 +27,85 @@ def _resize(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (S, S, 3) uint8, PIL bicubic."""
     image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)
     return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+
+
+class FrameError(ValueError):
+    """A frame that cannot be read, or whose size differs from the video's."""
+
+
+def frame_sizes(paths: list[str]) -> tuple[int, int]:
+    """(height, width) of every frame file (headers only), checked to be the same.
+
+    Raises:
+      FrameError: naming the first frame (index and file) that cannot be opened or whose size
+        differs from frame 0's.
+    """
+    first = None
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (OSError, SyntaxError) as err:
+            raise FrameError(f"cannot read frame {i} ({path}): {err}") from err
+        if first is None:
+            first = size
+        elif size != first:
+            raise FrameError(
+                f"frame {i} ({path}) is {size[0]}x{size[1]} but frame 0 ({paths[0]}) is "
+                f"{first[0]}x{first[1]}: every frame of a video must have the same size"
+            )
+    return first[1], first[0]
+
+
+def read_frame(path: str, index: int, hw: tuple[int, int] | None = None) -> Image.Image:
+    """Frame `index` of a JPEG folder, decoded, as an 8-bit RGB image.
+
+    Raises:
+      FrameError: naming the frame and the file (corrupt, truncated, or not of size `hw`).
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = to_rgb8(image, f"frame {index} ({path})")
+    except (OSError, SyntaxError) as err:
+        raise FrameError(f"cannot decode frame {index} ({path}): {err}") from err
+    if hw is not None and (rgb.height, rgb.width) != tuple(hw):
+        raise FrameError(
+            f"frame {index} ({path}) is {rgb.width}x{rgb.height} but the video is "
+            f"{hw[1]}x{hw[0]}: every frame of a video must have the same size"
+        )
+    return rgb
+
+
+def probe(source: str | os.PathLike, max_frames: int | None = None) -> tuple[int, int, int]:
+    """(frames, height, width) of a JPEG folder or video file, cheaply (no frame decoded but
+    for folders' headers), to check prompts before a model is built.
+
+    Raises:
+      FileNotFoundError, ValueError: as `VideoFrames`.
+    """
+    path = pathlib.Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {os.fspath(source)!r}")
+    if path.is_dir():
+        paths = list_frames(path)[:max_frames]
+        if not paths:
+            raise ValueError(f"no JPEG frames (00000.jpg, ...) in folder {str(path)!r}")
+        return (len(paths), *frame_sizes(paths))
+    import av
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{os.fspath(path)!r} has no video stream")
+            stream = container.streams.video[0]
+            h, w = stream.codec_context.height, stream.codec_context.width
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot open video {os.fspath(path)!r}: {err}") from err
+    if count == 0:
+        raise ValueError(f"video {str(path)!r} has no frames")
+    return (count if max_frames is None else min(count, max_frames)), h, w
 
 
 def normalize(frames: np.ndarray) -> np.ndarray:
@@ -84,6 +164,9 @@ class VideoFrames:
         Raises:
           FileNotFoundError: the path does not exist.
           ValueError: no frames, an unreadable video, or an array of the wrong shape / type.
+          FrameError (a ValueError): a frame file (or a video frame) whose size differs from
+            frame 0's, or whose header cannot be read; corrupt frame data is found when the
+            frame is read (`resized`, `load`, `original`), with the same error.
         """
         self.image_size = image_size
         self._paths: list[str] | None = None
@@ -106,12 +189,16 @@ class VideoFrames:
                 self._paths = list_frames(path)[:max_frames]
                 if not self._paths:
                     raise ValueError(f"no JPEG frames (00000.jpg, ...) in folder {str(path)!r}")
-                with Image.open(self._paths[0]) as first:
-                    self.width, self.height = first.size
+                self.height, self.width = frame_sizes(self._paths)
             else:
                 self._video = str(path)
                 resized = []
-                for rgb in decode_video(path, max_frames):
+                for i, rgb in enumerate(decode_video(path, max_frames)):
+                    if resized and rgb.shape[:2] != (self.height, self.width):
+                        raise FrameError(
+                            f"video {str(path)!r}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]} "
+                            f"but frame 0 is {self.width}x{self.height}"
+                        )
                     self.height, self.width = rgb.shape[:2]
                     resized.append(_resize(rgb, image_size))
                 if not resized:
@@ -136,8 +223,8 @@ class VideoFrames:
             return self._resized[idx]
         out = np.empty((len(idx), self.image_size, self.image_size, 3), np.uint8)
         for i, f in enumerate(idx):
-            with Image.open(self._paths[f]) as image:
-                out[i] = _resize(image, self.image_size)
+            frame = read_frame(self._paths[f], int(f), (self.height, self.width))
+            out[i] = _resize(frame, self.image_size)
         return out
 
     def load(self, idx: np.ndarray) -> np.ndarray:
@@ -149,8 +236,7 @@ class VideoFrames:
         if self._array is not None:
             yield from self._array
         elif self._paths is not None:
-            for p in self._paths:
-                with Image.open(p) as image:
-                    yield np.asarray(image.convert("RGB"))
+            for i, p in enumerate(self._paths):
+                yield np.asarray(read_frame(p, i, (self.height, self.width)))
         else:
             yield from decode_video(self._video, self.num_frames)

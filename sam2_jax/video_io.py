@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Sequence
 
 import jax
@@ -23,13 +24,34 @@ from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsam
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
+_FRAME_NUMBER = re.compile(r"[0-9]+")
 
 
 def list_frames(folder: str | os.PathLike) -> list[str]:
-    """JPEG frame paths of a video folder, sorted by integer file stem."""
-    names = [n for n in os.listdir(folder) if n.endswith(_JPEG_SUFFIXES)]
-    names.sort(key=lambda n: int(os.path.splitext(n)[0]))
-    return [os.path.join(folder, n) for n in names]
+    """JPEG frame paths of a video folder, sorted by the frame number each file is named by.
+
+    Raises:
+      ValueError: a JPEG not named by a number (e.g. "00000 (copy).jpg"), or two files of the
+        same number ("1.jpg" and "00001.jpg"); the message names the files.
+    """
+    numbered: dict[int, str] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(_JPEG_SUFFIXES):
+            continue
+        stem = os.path.splitext(name)[0]
+        if not _FRAME_NUMBER.fullmatch(stem):
+            raise ValueError(
+                f"{os.fspath(folder)}: frame file {name!r} is not named by its frame number "
+                "(00000.jpg, 00001.jpg, ...): rename it or move it out of the folder"
+            )
+        number = int(stem)
+        if number in numbered:
+            raise ValueError(
+                f"{os.fspath(folder)}: frame files {numbered[number]!r} and {name!r} have the "
+                f"same number {number}"
+            )
+        numbered[number] = name
+    return [os.path.join(folder, numbered[n]) for n in sorted(numbered)]
 
 
 def load_frames(paths: Sequence[str], image_size: int) -> np.ndarray:

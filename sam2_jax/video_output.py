@@ -9,15 +9,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import secrets
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from sam2_jax import visualize
+from sam2_jax import output_files, validation, visualize
 
 
 def save_frame_pngs(
@@ -27,10 +29,9 @@ def save_frame_pngs(
     masks = _binary(masks)
     paths = []
     for obj_id, mask in zip(obj_ids, masks, strict=True):
-        folder = pathlib.Path(out_dir) / str(obj_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = pathlib.Path(out_dir) / str(validation.object_id(obj_id))  # never outside
         path = folder / f"{frame_idx:05d}.png"
-        visualize.mask_to_image(mask).save(path)
+        output_files.save_image(visualize.mask_to_image(mask), path)
         paths.append(path)
     return paths
 
@@ -56,7 +57,11 @@ def overlay_frame(
 
 
 class OverlayWriter:
-    """Writes overlay frames to an .mp4 (H.264) or .gif, one `write` per frame."""
+    """Writes overlay frames to an .mp4 (H.264) or .gif, one `write` per frame.
+
+    The file is written under a temporary name and renamed to `path` by `close`; used as a
+    context manager, a block that raises leaves no file (`discard`).
+    """
 
     def __init__(self, path: str | os.PathLike, fps: float = 10.0):
         self.path = pathlib.Path(path)
@@ -65,6 +70,8 @@ class OverlayWriter:
         if suffix not in (".mp4", ".gif"):
             raise ValueError(f"overlay video must be .mp4 or .gif, got {str(self.path)!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._temporary = self.path.with_name(f".{self.path.stem}.{token}.partial{suffix}")
         self._gif: list[Image.Image] | None = [] if suffix == ".gif" else None
         self._container = self._stream = None
         self.frames = 0
@@ -79,7 +86,7 @@ class OverlayWriter:
 
             if self._container is None:
                 h, w = rgb.shape[:2]
-                self._container = av.open(str(self.path), mode="w")
+                self._container = av.open(str(self._temporary), mode="w")
                 self._stream = self._container.add_stream("libx264", rate=round(self.fps))
                 # yuv420p needs even sizes: pad by one pixel where needed
                 self._stream.width, self._stream.height = w + w % 2, h + h % 2
@@ -93,10 +100,11 @@ class OverlayWriter:
         self.frames += 1
 
     def close(self) -> None:
+        """Finishes the file and renames it into place."""
         if self._gif is not None:
             if self._gif:
                 self._gif[0].save(
-                    self.path,
+                    self._temporary,
                     save_all=True,
                     append_images=self._gif[1:],
                     duration=round(1000 / self.fps),
@@ -108,12 +116,26 @@ class OverlayWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
+        if self._temporary.exists():
+            os.replace(self._temporary, self.path)
+
+    def discard(self) -> None:
+        """Drops what was written: no file is left."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        self._gif = []
+        self._temporary.unlink(missing_ok=True)
 
     def __enter__(self) -> OverlayWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -148,7 +170,7 @@ class RLEWriter:
 
     def save(self, path: str | os.PathLike) -> None:
         frames = dict(sorted(self.data["frames"].items(), key=lambda kv: int(kv[0])))
-        pathlib.Path(path).write_text(json.dumps({**self.data, "frames": frames}) + "\n")
+        output_files.write_text(path, json.dumps({**self.data, "frames": frames}) + "\n")
 
 
 def load_rle_json(path: str | os.PathLike) -> dict[int, dict[str, np.ndarray]]:

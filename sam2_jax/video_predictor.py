@@ -36,8 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from sam2_jax import validation
 from sam2_jax.build import SAM2Model, build_sam2
-from sam2_jax.memory_bank import NO_FRAME, MemoryBank
+from sam2_jax.memory.bank import NO_FRAME, MemoryBank
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
 from sam2_jax.propagation import iter_chunks
 from sam2_jax.tracking import FramePrompts, encode_prompted_memory, no_prompts, track_step
@@ -96,7 +98,7 @@ def _frame_features(module: SAM2, variables: Variables, frame: jax.Array) -> dic
     return module.apply(variables, frame[None], method=SAM2.forward_image)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames"))
+@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
 def _decode_prompted(
     module: SAM2,
     variables: Variables,
@@ -109,6 +111,7 @@ def _decode_prompted(
     prev_logits: jax.Array | None,
     *,
     num_frames: int,
+    memory_policy: MemoryPolicy,
 ):
     """One object's output on a prompted frame, without a memory (reference
     `_run_single_frame_inference(run_mem_encoder=False)`)."""
@@ -124,6 +127,7 @@ def _decode_prompted(
         is_init_cond=is_init_cond,
         prev_logits=prev_logits,
         encode_memory=False,
+        memory_policy=memory_policy,
     )
     return out.low_res_masks, out.object_score_logits, out.obj_ptr
 
@@ -242,6 +246,7 @@ class SAM2VideoPredictor:
         add_all_frames_to_correct_as_cond: bool = False,
         chunk_size: int = 8,
         progress: bool = True,
+        memory_policy: MemoryPolicy = REFERENCE,
     ):
         """Args:
         model: from `build_sam2`.
@@ -253,6 +258,8 @@ class SAM2VideoPredictor:
           conditioning frames (kept through later propagation).
         chunk_size: frames per compiled propagation call.
         progress: show progress bars while propagating.
+        memory_policy: what each frame reads from the memory and writes into it
+          (`sam2_jax.memory`; default SAM 2's rule, `reference_policy()`).
         """
         self.model = model
         self.module = model.module
@@ -264,6 +271,7 @@ class SAM2VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.chunk_size = chunk_size
         self.progress = progress
+        self.memory_policy = memory_policy
         self.cond_capacity_min = 2  # conditioning slots are padded to powers of two >= this
         self.max_points_min = 4  # clicks are padded to powers of two >= this
 
@@ -287,11 +295,7 @@ class SAM2VideoPredictor:
     # --- prompts --------------------------------------------------------------------------
 
     def _check_frame(self, state: InferenceState, frame_idx: int) -> int:
-        if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < state.num_frames:
-            raise IndexError(
-                f"frame_idx {frame_idx!r} out of range: the video has {state.num_frames} frames"
-            )
-        return int(frame_idx)
+        return validation.frame_index(frame_idx, state.num_frames)
 
     def _object(self, state: InferenceState, obj_id: Hashable, create: bool) -> int:
         if obj_id in state.obj_ids:
@@ -325,42 +329,19 @@ class SAM2VideoPredictor:
           (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
         """
         frame_idx = self._check_frame(state, frame_idx)
-        if (points is None) != (labels is None):
-            raise ValueError("points and labels must be given together")
-        if points is None and box is None:
-            raise ValueError("give points (with labels) or a box")
-        coords = np.zeros((0, 2), np.float32)
-        labs = np.zeros((0,), np.int32)
-        if points is not None:
-            coords = np.asarray(points, np.float32)
-            labs = np.asarray(labels, np.int32)
-            if coords.ndim == 3 and len(coords) == 1 and labs.ndim == 2:  # the reference's (1, N)
-                coords, labs = coords[0], labs[0]
-            if coords.ndim != 2 or coords.shape[1] != 2:
-                raise ValueError(f"points must be (N, 2) (x, y), got shape {coords.shape}")
-            if labs.shape != (len(coords),):
-                raise ValueError(f"labels must be ({len(coords)},), got shape {labs.shape}")
-            if len(coords) == 0 and box is None:
-                raise ValueError("points is empty and no box is given")
-            if not np.isin(labs, (0, 1)).all():
-                raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {labs}")
-        if box is not None:
-            if not clear_old_points:
-                raise ValueError("a box needs clear_old_points=True (it goes before any click)")
-            corners = np.asarray(box, np.float32)
-            if corners.shape != (4,):
-                raise ValueError(f"box must be (4,) x0, y0, x1, y1, got shape {corners.shape}")
-            coords = np.concatenate([corners.reshape(2, 2), coords])
-            labs = np.concatenate([np.array([2, 3], np.int32), labs])
-        h, w = state.video_height, state.video_width
-        limit = np.array([w, h], np.float32) if normalize_coords else np.ones(2, np.float32)
-        outside = ((coords < 0) | (coords > limit)).any(axis=1)
-        if outside.any():
-            x, y = coords[outside][0]
-            where = f"the {w}x{h} video" if normalize_coords else "[0, 1] (normalize_coords=False)"
-            raise ValueError(f"point ({x:g}, {y:g}) lies outside {where}")
+        obj_id = validation.object_id(obj_id)
+        if box is not None and not clear_old_points:
+            raise ValueError("a box needs clear_old_points=True (it goes before any click)")
+        coords, labs = validation.video_prompt(
+            points,
+            labels,
+            box,
+            video_hw=(state.video_height, state.video_width),
+            pixels=normalize_coords,
+            context=f"object {obj_id!r}, frame {frame_idx}",
+        )
         if normalize_coords:
-            coords = coords / np.array([w, h], np.float32)
+            coords = coords / np.array([state.video_width, state.video_height], np.float32)
         coords = coords * np.float32(self.image_size)
 
         obj = self._object(state, obj_id, create=True)
@@ -382,14 +363,14 @@ class SAM2VideoPredictor:
           (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
         """
         frame_idx = self._check_frame(state, frame_idx)
-        mask = np.asarray(mask)
-        sizes = {(state.video_height, state.video_width), (self.image_size, self.image_size)}
-        if mask.ndim != 2 or tuple(mask.shape) not in sizes:
-            raise ValueError(
-                f"mask must be (H, W) = ({state.video_height}, {state.video_width}) (the "
-                f"video) or ({self.image_size}, {self.image_size}), got shape {mask.shape}"
-            )
-        model_mask = mask_to_model(mask.astype(bool), self.image_size)
+        obj_id = validation.object_id(obj_id)
+        video_hw = (state.video_height, state.video_width)
+        mask = validation.binary_mask(
+            mask,
+            [(video_hw, "the video"), ((self.image_size,) * 2, "the model input")],
+            context=f"object {obj_id!r}, frame {frame_idx}",
+        )
+        model_mask = mask_to_model(mask, self.image_size)
         obj = self._object(state, obj_id, create=True)
         o = state.objects[obj]
         o.masks[frame_idx] = model_mask
@@ -450,6 +431,7 @@ class SAM2VideoPredictor:
             np.bool_(reverse),
             prev_logits,
             num_frames=state.num_frames,
+            memory_policy=self.memory_policy,
         )
         low_res = np.asarray(low_res[0])
         if self.fill_hole_area > 0:
@@ -541,8 +523,8 @@ class SAM2VideoPredictor:
         self, objects: list[ObjectState], frame_idx: int, reverse: bool, num_frames: int
     ) -> MemoryBank:
         """The fixed-size bank of `objects` for tracking from `frame_idx` in a direction:
-        all their conditioning memories, and the stored memories (pointers) of the
-        num_maskmem - 1 (max_obj_ptrs - 1) frames just behind it, as the reference looks
+        all their conditioning memories, and the stored memories and pointers of the frames
+        behind it that the memory policy reads (`history_frames`), as the reference looks
         them up in its dicts."""
         cfg = self.config
         b, hw = len(objects), cfg.embedding_size**2
@@ -561,7 +543,7 @@ class SAM2VideoPredictor:
             ptr_frame=np.full((b, p), NO_FRAME, np.int32),
             ptr_valid=np.zeros((b, p), bool),
         )
-        step = 1 if reverse else -1  # towards the frames tracked before this one
+        history = self.memory_policy.history_frames(frame_idx, reverse)
         for i, o in enumerate(objects):
             for slot, (f, out) in enumerate(o.cond.items()):
                 if out.memory is not None:
@@ -570,21 +552,22 @@ class SAM2VideoPredictor:
                 arrays["cond_frame"][i, slot] = f
                 arrays["cond_valid"][i, slot] = True
             mem_slot = ptr_slot = 0
-            for d in range(1, p + 1):
-                f = frame_idx + step * d
+            for f, read_memory, read_pointer in history:
                 out = o.non_cond.get(f)
                 if out is None or out.memory is None:
                     continue
-                if d <= r:
+                if read_memory:
                     arrays["recent_features"][i, mem_slot] = out.memory
                     arrays["recent_frame"][i, mem_slot] = f
                     arrays["recent_valid"][i, mem_slot] = True
                     mem_slot += 1
-                arrays["ptr"][i, ptr_slot] = out.obj_ptr
-                arrays["ptr_frame"][i, ptr_slot] = f
-                arrays["ptr_valid"][i, ptr_slot] = True
-                ptr_slot += 1
-        return MemoryBank(**{name: jnp.asarray(a) for name, a in arrays.items()})
+                if read_pointer:
+                    arrays["ptr"][i, ptr_slot] = out.obj_ptr
+                    arrays["ptr_frame"][i, ptr_slot] = f
+                    arrays["ptr_valid"][i, ptr_slot] = True
+                    ptr_slot += 1
+        bank = MemoryBank(**{name: jnp.asarray(a) for name, a in arrays.items()})
+        return bank.replace(policy_state=self.memory_policy.init_state(b))
 
     def _preflight(self, state: InferenceState) -> None:
         """Encodes the memories of newly prompted frames and moves them to the stores
@@ -666,6 +649,7 @@ class SAM2VideoPredictor:
             num_frames=num_frames,
             reverse=reverse,
             chunk_size=self.chunk_size,
+            memory_policy=self.memory_policy,
         )
         progress = _progress(len(order), "propagate in video", self.progress)
         try:
@@ -717,7 +701,8 @@ def build_sam2_video_predictor(
       checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None with
         a config name draws random weights (`predictor.model.random_weights` is then True).
       image_size: model input side (default: the checkpoint's, else 1024).
-      **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks, ...).
+      **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks,
+        memory_policy, ...).
     """
     model = build_sam2(config_name, checkpoint, image_size=image_size, seed=seed)
     return SAM2VideoPredictor(model, **kwargs)

@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax import validation
 from sam2_jax.build import SAM2Model
-from sam2_jax.memory_bank import MemoryBank, empty_bank
+from sam2_jax.memory.bank import MemoryBank, empty_bank
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.tracking import FramePrompts, track_step
 from sam2_jax.video_frames import _resize, normalize
@@ -36,7 +38,7 @@ STREAM_NUM_FRAMES = 2**30  # no known end: the pointer window is the full 16 fra
 Variables = dict[str, Any]
 
 
-@functools.partial(jax.jit, static_argnames="module")
+@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
 def _stream_step(
     module: SAM2,
     variables: Variables,
@@ -44,6 +46,7 @@ def _stream_step(
     frame: jax.Array,
     frame_idx: jax.Array,
     prompts: FramePrompts,
+    memory_policy: MemoryPolicy,
 ):
     features = module.apply(variables, frame[None], method=SAM2.forward_image)
     bank, out = track_step(
@@ -55,6 +58,7 @@ def _stream_step(
         prompts,
         num_frames=STREAM_NUM_FRAMES,
         is_init_cond=prompts.has_prompt,
+        memory_policy=memory_policy,
     )
     return bank, out.low_res_masks, out.object_score_logits, out.overflow
 
@@ -71,6 +75,7 @@ class StreamTracker:
         max_points: int = 8,
         fill_hole_area: int = 8,
         non_overlap_masks: bool = False,
+        memory_policy: MemoryPolicy = REFERENCE,
     ):
         """Args:
         model: from `build_sam2`.
@@ -78,6 +83,8 @@ class StreamTracker:
         cond_capacity: prompted frames kept per object (more is an error).
         max_points: clicks (box corners included) per object and frame.
         fill_hole_area, non_overlap_masks: output post-processing, as in the predictor.
+        memory_policy: what each frame reads from the memory and writes into it
+          (`sam2_jax.memory`).
         """
         self.model = model
         self.size = model.config.image_size
@@ -86,6 +93,7 @@ class StreamTracker:
         self.max_points = max_points
         self.fill_hole_area = fill_hole_area
         self.non_overlap_masks = non_overlap_masks
+        self.memory_policy = memory_policy
         self.obj_ids: list[Hashable] = []
         self.frame_idx = 0  # index of the next frame
         self.scores = np.zeros((0,), np.float32)  # object scores of the last frame
@@ -103,29 +111,15 @@ class StreamTracker:
         """Clicks / a box (video pixels) or a mask (H, W) for an object on the next frame;
         a new obj_id adds an object."""
         h, w = self.video_hw
+        obj_id = validation.object_id(obj_id)
+        context = f"object {obj_id!r}"
         if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != (h, w):
-                raise ValueError(f"mask must be ({h}, {w}), got shape {mask.shape}")
-            prompt: Any = mask_to_model(mask.astype(bool), self.size)
+            mask = validation.binary_mask(mask, [((h, w), "the video")], context=context)
+            prompt: Any = mask_to_model(mask, self.size)
         else:
-            coords = [np.zeros((0, 2), np.float32)]
-            labs = [np.zeros((0,), np.int32)]
-            if box is not None:
-                coords.append(np.asarray(box, np.float32).reshape(2, 2))
-                labs.append(np.array([2, 3], np.int32))
-            if points is not None:
-                coords.append(np.asarray(points, np.float32).reshape(-1, 2))
-                labs.append(np.asarray(labels, np.int32).reshape(-1))
-            c, lab = np.concatenate(coords), np.concatenate(labs)
-            if len(c) == 0:
-                raise ValueError("give points (with labels), a box or a mask")
-            if len(c) != len(lab):
-                raise ValueError(f"{len(c)} points but {len(lab)} labels")
+            c, lab = validation.video_prompt(points, labels, box, video_hw=(h, w), context=context)
             if len(c) > self.max_points:
-                raise ValueError(f"{len(c)} points > max_points {self.max_points}")
-            if ((c < 0) | (c > np.array([w, h]))).any():
-                raise ValueError(f"a point lies outside the {w}x{h} frame")
+                raise ValueError(f"{context}: {len(c)} points > max_points {self.max_points}")
             prompt = (c / np.array([w, h], np.float32) * np.float32(self.size), lab)
         if obj_id not in self.obj_ids:
             self.obj_ids.append(obj_id)
@@ -138,6 +132,7 @@ class StreamTracker:
                 cond_capacity=self.cond_capacity,
                 num_recent=cfg.num_maskmem - 1,
                 num_ptrs=cfg.max_obj_ptrs_in_encoder - 1,
+                policy_state=self.memory_policy.init_state(1),
             )
             self._bank = (
                 new
@@ -184,6 +179,7 @@ class StreamTracker:
             model_frame,
             np.int32(self.frame_idx),
             self._prompts(),
+            self.memory_policy,
         )
         if np.asarray(overflow).any():
             obj = self.obj_ids[int(np.argmax(np.asarray(overflow)))]

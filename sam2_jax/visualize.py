@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sam2_jax import output_files
+
 RGB = tuple[int, int, int]
 
 # Matplotlib's tab10 (the reference notebooks' mask colours), its blue moved last: it is close
@@ -178,7 +180,7 @@ def save_masks(
     paths = []
     for i, mask in enumerate(masks):
         path = out / f"{prefix}_{i}.png"
-        mask_to_image(mask).save(path)
+        output_files.save_image(mask_to_image(mask), path)
         paths.append(path)
     return paths
 

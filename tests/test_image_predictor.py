@@ -207,7 +207,7 @@ class TestBadInput:
             fresh.predict(point_coords=np.array([[1, 1]]), point_labels=np.array([1]))
 
     def test_point_outside_image(self, predictor):
-        with pytest.raises(ValueError, match=r"outside the image of width 200 and height 100"):
+        with pytest.raises(ValueError, match=r"lies outside the 200x100 image"):
             predictor.predict(point_coords=np.array([[250, 10]]), point_labels=np.array([1]))
 
     def test_normalized_point_outside_unit_square(self, predictor):

@@ -5,7 +5,9 @@ A synthetic propagation: every frame gets a distinct random spatial memory and o
 memory attention replaced by a recorder, and ours assembles its padded sequence from a
 fixed-size bank (`tracking._memory_sequence`: `select_memories` + token assembly). The present
 (memory, position) rows must be the same set: the same frames, the same temporal encoding rows,
-the same pointer positions; pointer tokens are the only keys without RoPE in both.
+the same pointer positions; pointer tokens are the only keys without RoPE in both. Besides
+the reference's defaults, its two evaluation settings (`memory_temporal_stride_for_eval`,
+`max_cond_frames_in_attn`) are checked through `reference_policy(...)`.
 """
 
 import functools
@@ -18,7 +20,8 @@ import torch
 
 from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
-from sam2_jax.memory_bank import empty_bank, reference_write_rule, write_recent
+from sam2_jax.memory import reference_policy
+from sam2_jax.memory.bank import empty_bank, write_recent
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
 from sam2_jax.propagation import reverse_bank
@@ -57,13 +60,36 @@ SCENARIOS = {
     "forward_short_video": ([0], list(range(0, 9)), False, 9),
     "reverse_after_forward": ([20], list(range(20, 40)) + list(range(20, -1, -1)), None, 40),
     "future_cond_frame": ([10], list(range(2, 20)), False, 30),
+    "three_cond_frames": ([3, 12, 25], list(range(3, 40)), False, 40),
+    "three_cond_reverse_after_forward": (
+        [4, 20, 31],
+        list(range(20, 40)) + list(range(20, -1, -1)),
+        None,
+        40,
+    ),
 }
+POLICIES = {
+    # name: (memory_temporal_stride_for_eval, max_cond_frames_in_attn)
+    "reference": (1, -1),
+    "stride_2": (2, -1),
+    "stride_3_two_cond": (3, 2),
+}
+CASES = [("sam2.1_hiera_t", s, "reference") for s in sorted(SCENARIOS)]
+CASES += [("sam2_hiera_t", s, "reference") for s in sorted(SCENARIOS) if "three" not in s]
+CASES += [
+    ("sam2.1_hiera_t", s, p)
+    for p in ("stride_2", "stride_3_two_cond")
+    for s in ("forward_two_cond", "three_cond_frames", "three_cond_reverse_after_forward")
+]
 
 
-@pytest.mark.parametrize("name", ["sam2.1_hiera_t", "sam2_hiera_t"])
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_memory_sequence_matches_reference(name, scenario, monkeypatch):
+@pytest.mark.parametrize(("name", "scenario", "policy_name"), CASES)
+def test_memory_sequence_matches_reference(name, scenario, policy_name, monkeypatch):
     torch_model, module, params = models(name)
+    stride, max_cond = POLICIES[policy_name]
+    policy = reference_policy(stride, max_cond)
+    monkeypatch.setattr(torch_model, "memory_temporal_stride_for_eval", stride)
+    monkeypatch.setattr(torch_model, "max_cond_frames_in_attn", max_cond)
     cfg = module.config
     cond_frames, order, reverse, num_frames = SCENARIOS[scenario]
     recorder = Recorder()
@@ -86,28 +112,28 @@ def test_memory_sequence_matches_reference(name, scenario, monkeypatch):
         return jnp.asarray(x.reshape(cfg.mem_dim, hw).T[None]), jnp.asarray(marker_ptr[f][None])
 
     output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-    bank = empty_bank(1, hw, mem_dim=cfg.mem_dim, hidden_dim=dim, cond_capacity=2)
+    bank = empty_bank(1, hw, mem_dim=cfg.mem_dim, hidden_dim=dim, cond_capacity=4)
     for f in cond_frames:
         output_dict["cond_frame_outputs"][f] = ref_out(f)
-        bank, _ = reference_write_rule(bank, f, *our_mem(f), jnp.array([True]), jnp.array([True]))
+        bank, _ = policy.write(bank, f, *our_mem(f), jnp.array([True]), jnp.array([True]))
 
     sequence = jax.jit(
         lambda bank, f, rev: module.apply(
             {"params": params},
-            method=lambda m: _memory_sequence(m, bank, f, rev, num_frames),
+            method=lambda m: _memory_sequence(m, bank, f, rev, num_frames, policy),
         )
     )
     # A forward pass fills a seed for the reverse pass from the same start (as `track_video`).
-    start, ptr_window = order[0], min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1
+    start, span = order[0], policy.history_span
     seed = empty_bank(1, hw, mem_dim=cfg.mem_dim, hidden_dim=dim, cond_capacity=1,
-                      num_recent=ptr_window, num_ptrs=ptr_window)  # fmt: skip
+                      num_recent=span, num_ptrs=span)  # fmt: skip
     feats = [torch.zeros(hw, 1, dim)]
     checked = 0
     previous = order[0]
     for step, f in enumerate(order):
         rev = reverse if reverse is not None else (step > 0 and f < previous)
         if rev and reverse is None and previous > f and previous > start:  # direction switch
-            bank = reverse_bank(bank, seed, start, cfg.num_maskmem - 1)
+            bank = reverse_bank(bank, seed, start, policy)
         previous = f
         if f in cond_frames:
             continue
@@ -135,7 +161,9 @@ def test_memory_sequence_matches_reference(name, scenario, monkeypatch):
         checked += 1
 
         output_dict["non_cond_frame_outputs"][f] = ref_out(f)
-        bank, _ = reference_write_rule(bank, f, *our_mem(f), jnp.array([False]), jnp.array([True]))
-        if not rev and 1 <= f - start <= ptr_window:
+        bank, _ = policy.write(
+            bank, f, *our_mem(f), jnp.array([False]), jnp.array([True]), reverse=rev
+        )
+        if not rev and 1 <= f - start <= span:
             seed = write_recent(seed, f, *our_mem(f), jnp.array([True]))
     assert checked >= 8

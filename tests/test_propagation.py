@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam2_jax.memory_bank import empty_bank
+from sam2_jax.memory.bank import empty_bank
 from sam2_jax.propagation import (
     ObjectPrompt,
     StepInputs,

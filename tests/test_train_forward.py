@@ -13,6 +13,7 @@ objective: with the same plan, our loss equals the reference loss on the referen
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -25,6 +26,7 @@ pytest.importorskip("training.model.sam2")
 
 from sam2_jax.config import get_config  # noqa: E402
 from sam2_jax.convert import state_dict_to_params  # noqa: E402
+from sam2_jax.memory import REFERENCE, ReferencePolicy, reference_policy  # noqa: E402
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes  # noqa: E402
 from sam2_jax.train.forward import training_forward  # noqa: E402
 from sam2_jax.train.objective import ObjectiveConfig, clip_losses  # noqa: E402
@@ -333,3 +335,34 @@ def test_objective_with_sampled_prompts(clip):
     assert float(loss2) == float(loss)
     loss3, _ = step(variables["params"], batch, jax.random.key(4))
     assert float(loss3) != float(loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NoRecentMemories(ReferencePolicy):
+    """A non-reference policy for the objective: frames never enter the recent memories."""
+
+    def write(self, bank, frame_idx, features, obj_ptr, is_conditioning, enable, step=None, **kw):
+        return super().write(
+            bank, frame_idx, features, obj_ptr, is_conditioning, enable & is_conditioning, step
+        )
+
+
+def test_objective_honours_the_memory_policy(clip):
+    """The training objective takes `ObjectiveConfig.memory_policy`: a policy that writes no
+    recent memory changes the loss; an evaluation-only setting (the temporal stride, 1 in
+    training as in the reference) leaves it bit-identical."""
+    from sam2_jax.train.objective import loss_fn
+
+    _, module, variables = _models()
+    frames, masks = clip
+    batch = {"frames": frames, "masks": masks, "object_valid": np.ones(masks.shape[:3:2], bool)}
+    prompt = TrainPromptConfig(prob_to_use_pt_input=1.0, num_correction_pt_per_frame=1)
+
+    def loss(policy):
+        cfg = ObjectiveConfig(prompt=prompt, memory_policy=policy)
+        step = jax.jit(lambda p, b, k: loss_fn(p, b, k, module=module, cfg=cfg, train=False))
+        return float(step(variables["params"], batch, jax.random.key(5))[0])
+
+    reference = loss(REFERENCE)
+    assert loss(reference_policy(memory_temporal_stride=3)) == reference
+    assert loss(_NoRecentMemories()) != reference

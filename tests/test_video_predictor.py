@@ -317,7 +317,8 @@ def test_bad_input_is_a_clear_error(predictor, tmp_path, tmp_path_factory):
         predictor.add_new_points_or_box(state, 0, 1)
     with pytest.raises(ValueError, match="together"):
         predictor.add_new_points_or_box(state, 0, 1, points=[[1.0, 2.0]])
-    with pytest.raises(ValueError, match=r"lies outside the 960x540 video"):
+    outside = r"object 1, frame 0: point \(965, 10\) lies outside the 960x540 video"
+    with pytest.raises(ValueError, match=outside):
         predictor.add_new_points_or_box(state, 0, 1, points=[[w + 5.0, 10.0]], labels=[1])
     with pytest.raises(ValueError, match="mask must be"):
         predictor.add_new_mask(state, 0, 1, np.ones((h // 2, w // 2), bool))
@@ -439,7 +440,7 @@ def test_track_video_cli(tmp_path, tmp_path_factory, capsys):
     bad.write_text(
         json.dumps({"objects": [{"id": 1, "prompts": [{"frame": 99, "box": [0, 0, 9, 9]}]}]})
     )
-    with pytest.raises(SystemExit, match="frame_idx 99 out of range"):
+    with pytest.raises(SystemExit, match="'frame' 99 out of range: the video has 30 frames"):
         main(
             ["track-video", str(video.folder), "--prompts", str(bad), "--out", str(out)]
             + ["--config", NAME, "--image-size", str(th.SIZE), "--random-weights"]

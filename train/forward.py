@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.memory_bank import MemoryBank, empty_bank, write_conditioning, write_recent
+from sam2_jax.memory.bank import MemoryBank, empty_bank
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy, StepScores
 from sam2_jax.modeling.interpolation import upsample_bilinear
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
 from sam2_jax.tracking import _memory_sequence
@@ -172,21 +173,15 @@ def _attend(
     frame_idx: jax.Array,
     num_frames: int,
     deterministic: bool,
+    memory_policy: MemoryPolicy,
 ) -> jax.Array:
-    """Memory attention for one frame in training mode: (N, h, w, C) -> (N, h, w, C)."""
+    """Memory attention for one frame in training mode: (N, h, w, C) -> (N, h, w, C). The
+    selection is the training one: in training the reference attends to every conditioning
+    frame's pointer, also those ahead of the current frame (at eval only past ones)."""
     n, h, w, c = raw.shape
     memory, memory_pos, key_mask, rope_mask, rope_index = _memory_sequence(
-        m, bank, frame_idx, False, num_frames
+        m, bank, frame_idx, False, num_frames, memory_policy, training=True
     )
-    # In training the reference attends to every conditioning frame's pointer, also those
-    # ahead of the current frame (at eval only past ones): re-enable the ones the eval
-    # selection masked. Pointer tokens follow the (K + R) * HW spatial tokens, conditioning
-    # pointers first, C // mem_dim tokens each.
-    k, r = bank.cond_capacity, bank.recent_valid.shape[1]
-    split = c // m.config.mem_dim
-    start = (k + r) * h * w
-    cond_ptr = jnp.repeat(bank.cond_valid, split, axis=1)  # (N, K * split)
-    key_mask = key_mask.at[:, start : start + k * split].set(cond_ptr)
     out = m.memory_attention(
         raw.reshape(n, h * w, c),  # (N, HW, C)
         jnp.broadcast_to(pos, (n, h, w, c)).reshape(n, h * w, c),
@@ -247,6 +242,7 @@ def training_forward(
     train: bool = True,
     prompts: PromptPlan | None = None,
     freeze_image_encoder: bool = False,
+    memory_policy: MemoryPolicy = REFERENCE,
 ) -> ForwardOutputs:
     """Runs clips through SAM 2 as the reference trainer does, simulating the interaction.
 
@@ -262,6 +258,8 @@ def training_forward(
         `correction_coords` the correction clicks are given too, else sampled.
       freeze_image_encoder: static; no gradient reaches the image encoder's params, as the
         reference's `freeze_image_encoder` (the decoder's conv_s0 / conv_s1 still train).
+      memory_policy: static; what each frame reads from the memory (in training mode) and
+        writes into it (`sam2_jax.memory`).
 
     Returns:
       ForwardOutputs (objects flattened, n = b * O + o).
@@ -302,6 +300,7 @@ def training_forward(
         num_recent=config.num_maskmem - 1,
         num_ptrs=max(min(t, config.max_obj_ptrs_in_encoder) - 1, 1),
         dtype=jnp.float32,
+        policy_state=memory_policy.init_state(n),
     )
     p_slots = cfg.max_points
 
@@ -316,7 +315,7 @@ def training_forward(
 
         def with_memory(_):
             return apply(_attend, bank, raw, features["pos"], frame, t, deterministic,
-                         rng=jax.random.fold_in(k_drop, frame))  # fmt: skip
+                         memory_policy, rng=jax.random.fold_in(k_drop, frame))  # fmt: skip
 
         def without_memory(_):
             return raw + variables["params"]["no_mem_embed"].reshape(1, 1, 1, -1)
@@ -383,8 +382,8 @@ def training_forward(
             mem = apply(_encode_memory, raw, last.high_res, last.score)
             as_cond = is_init | (corrected & cfg.add_all_frames_to_correct_as_cond)
             everyone = jnp.ones((n,), bool)
-            bank, _ = write_conditioning(bank, frame, mem, last.obj_ptr, everyone & as_cond)
-            bank = write_recent(bank, frame, mem, last.obj_ptr, everyone & ~as_cond)
+            scores = StepScores(iou=last.ious.max(axis=1), object_score=last.score[:, 0])
+            bank, _ = memory_policy.write(bank, frame, mem, last.obj_ptr, as_cond, everyone, scores)
 
         def stack(first, rest):  # (N, ...), (C, N, ...) -> (N, K, ...)
             return jnp.concatenate([first[None], rest], axis=0).swapaxes(0, 1)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.modeling.interpolation import upsample_bilinear
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.train.forward import ForwardOutputs, training_forward
@@ -32,6 +33,7 @@ class ObjectiveConfig:
     prompt: TrainPromptConfig = dataclasses.field(default_factory=TrainPromptConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     freeze_image_encoder: bool = False  # no gradient into the image encoder
+    memory_policy: MemoryPolicy = REFERENCE  # what each frame reads from / writes to memory
 
 
 def normalize_frames(frames: jax.Array) -> jax.Array:
@@ -136,6 +138,7 @@ def loss_fn(
         train=train,
         prompts=prompts,
         freeze_image_encoder=cfg.freeze_image_encoder,
+        memory_policy=cfg.memory_policy,
     )
     losses = clip_losses(outputs, masks, object_valid, cfg.loss)
     metrics = dict(losses)

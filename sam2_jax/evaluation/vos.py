@@ -11,7 +11,8 @@ prediction naming an object the ground truth does not have is an error.
 
 Folder layouts, read by `read_video_masks`:
 - DAVIS / YouTube-VOS: `<root>/<video>/<frame>.png`, palettised (or 8-bit grey) PNGs of object
-  ids, 0 background, 255 void (ignored pixels).
+  ids, 0 background, 255 void (ignored pixels). Grey PNGs holding only 0 and 255 are binary
+  masks: 255 is then object 1 (with a `BinaryMasksWarning`).
 - SA-V (val/test `Annotations_6fps`): `<root>/<video>/<object id>/<frame>.png`, one binary PNG
   per object and frame.
 """
@@ -21,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
 
 from sam2_jax.evaluation.measures import BOUND_TH, contour_accuracy_frames, region_similarity
+from sam2_jax.output_files import write_text
 
 VOID_ID = 255
 
@@ -48,13 +51,42 @@ def _png_names(folder: str) -> list[str]:
     return sorted(names, key=lambda n: (len(n), n))
 
 
-def _read_index_png(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L", "1"):
-            raise ValueError(
-                f"{path}: expected a palettised or 8-bit grey PNG, got mode {img.mode}"
-            )
-        return np.asarray(img.convert("L") if img.mode == "1" else img, np.uint8)
+class BinaryMasksWarning(UserWarning):
+    """Grey PNGs holding only 0 and 255 in the DAVIS layout were read as binary masks."""
+
+
+def _read_index_png(path: str, modes: list[str] | None = None) -> np.ndarray:
+    """A mask PNG -> (H, W) uint8; its PIL mode is appended to `modes`."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L", "1"):
+                raise ValueError(
+                    f"{path}: expected a palettised or 8-bit grey PNG, got mode {img.mode}"
+                )
+            if modes is not None:
+                modes.append(img.mode)
+            return np.asarray(img.convert("L") if img.mode == "1" else img, np.uint8)
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read mask {path}: {err}") from err
+
+
+def _binary_grey(labels: np.ndarray, modes: list[str], video_dir: str) -> np.ndarray:
+    """Grey (mode L / 1, not palettised) masks whose values are exactly 0 and 255 are binary
+    masks of one object (255 = object 1, with a `BinaryMasksWarning`); in palettised DAVIS
+    masks, and grey ones holding other ids, 255 stays void."""
+    if not set(modes) <= {"L", "1"}:
+        return labels
+    values = set(np.unique(labels).tolist())
+    if 255 not in values or not values <= {0, 255}:
+        return labels
+    warnings.warn(
+        BinaryMasksWarning(
+            f"{video_dir}: grey PNGs holding only 0 and 255 are read as binary masks of one "
+            "object (255 = object 1); in palettised DAVIS masks 255 means void"
+        ),
+        stacklevel=3,
+    )
+    return (labels == 255).astype(np.uint8)
 
 
 def read_video_masks(video_dir: str, frames: list[str] | None = None) -> VideoMasks:
@@ -91,7 +123,17 @@ def read_video_masks(video_dir: str, frames: list[str] | None = None) -> VideoMa
     missing = [n for n in frames if not os.path.exists(os.path.join(video_dir, n))]
     if missing:
         raise FileNotFoundError(f"{video_dir}: missing masks for frames {missing[:5]}")
-    labels = np.stack([_read_index_png(os.path.join(video_dir, n)) for n in frames])  # (T,H,W)
+    modes: list[str] = []
+    labels = [_read_index_png(os.path.join(video_dir, n), modes) for n in frames]
+    sizes = {m.shape for m in labels}
+    if len(sizes) > 1:
+        first = labels[0].shape
+        bad = next(n for n, m in zip(frames, labels, strict=True) if m.shape != first)
+        raise ValueError(
+            f"{video_dir}: mask {bad} is {labels[frames.index(bad)].shape[1]}x"
+            f"{labels[frames.index(bad)].shape[0]} but {frames[0]} is {first[1]}x{first[0]}"
+        )
+    labels = _binary_grey(np.stack(labels), modes, video_dir)  # (T, H, W)
     void = labels == VOID_ID
     labels = np.where(void, 0, labels)
     num = int(labels.max())
@@ -220,18 +262,17 @@ def write_results(result: dict[str, object], path: str) -> None:
     """Writes the result as JSON (object ids become strings) or, for a .csv path, one row per
     video object."""
     if path.endswith(".csv"):
-        with open(path, "w") as f:
-            f.write("video,object,J&F,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n")
-            for video, objs in result["videos"].items():
-                for oid, r in objs.items():
-                    j, fm = r["J"], r["F"]
-                    f.write(
-                        f"{video},{oid},{r['J&F']:.6f},{j['mean']:.6f},{j['recall']:.6f},"
-                        f"{j['decay']:.6f},{fm['mean']:.6f},{fm['recall']:.6f},{fm['decay']:.6f}\n"
-                    )
+        rows = ["video,object,J&F,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n"]
+        for video, objs in result["videos"].items():
+            for oid, r in objs.items():
+                j, fm = r["J"], r["F"]
+                rows.append(
+                    f"{video},{oid},{r['J&F']:.6f},{j['mean']:.6f},{j['recall']:.6f},"
+                    f"{j['decay']:.6f},{fm['mean']:.6f},{fm['recall']:.6f},{fm['decay']:.6f}\n"
+                )
+        write_text(path, "".join(rows))
         return
-    with open(path, "w") as f:
-        json.dump(to_json(result), f, indent=1)
+    write_text(path, json.dumps(to_json(result), indent=1))
 
 
 def to_json(result: dict[str, object]) -> dict[str, object]:

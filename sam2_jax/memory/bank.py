@@ -1,4 +1,4 @@
-"""The video memory bank as a fixed-size pytree, and the reference's memory-selection rules.
+"""The video memory bank as a fixed-size pytree, and the slot writes every policy uses.
 
 The reference keeps every tracked frame's memory in growing Python dicts and picks, per frame,
 which ones to attend to. Here the bank has a fixed shape, so the frame loop is one
@@ -10,15 +10,15 @@ which ones to attend to. Here the bank has a fixed shape, so the frame loop is o
 
 Every slot records the frame it came from and a validity flag. Which slots a frame attends
 to, and with which temporal encodings, is derived from `(current frame - slot frame)` and the
-tracking direction (`select_memories`), giving exactly the reference's selection: a slot is
-used iff the reference would have found that frame's output in its dicts.
+tracking direction (`selection.select_memories`); what is written where is the memory policy's
+(`policy.MemoryPolicy`).
 
 Leading axis B everywhere = objects (each tracked independently, as the reference does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -42,6 +42,8 @@ class MemoryBank:
       ptr: (B, P, C) object pointers of recent non-conditioning frames.
       ptr_frame: (B, P) int32.
       ptr_valid: (B, P) bool.
+      policy_state: the memory policy's own per-object state (a pytree with leading axis B,
+        or None), carried with the bank through the frame loop.
     """
 
     cond_features: jax.Array
@@ -54,6 +56,7 @@ class MemoryBank:
     ptr: jax.Array
     ptr_frame: jax.Array
     ptr_valid: jax.Array
+    policy_state: Any = None
 
     @property
     def num_objects(self) -> int:
@@ -74,9 +77,11 @@ def empty_bank(
     num_recent: int = 6,
     num_ptrs: int = 15,
     dtype: jnp.dtype = jnp.bfloat16,
+    policy_state: Any = None,
 ) -> MemoryBank:
     """An empty bank. Spatial memories are stored in bfloat16 by default, as the reference
-    stores them in its video predictor; pointers stay float32."""
+    stores them in its video predictor; pointers stay float32. `policy_state`: the memory
+    policy's `init_state(num_objects)`."""
     b = num_objects
 
     def frames(n):
@@ -93,92 +98,7 @@ def empty_bank(
         ptr=jnp.zeros((b, num_ptrs, hidden_dim), jnp.float32),
         ptr_frame=frames(num_ptrs),
         ptr_valid=jnp.zeros((b, num_ptrs), bool),
-    )
-
-
-@flax.struct.dataclass
-class MemorySelection:
-    """Which bank slots a frame attends to, and their temporal encodings.
-
-    Attributes:
-      cond_mem_valid: (B, K) bool, conditioning memories used (all stored ones).
-      recent_mem_valid: (B, R) bool, recent memories within num_maskmem - 1 frames.
-      recent_tpos_index: (B, R) int32 row of `maskmem_tpos_enc` for each recent slot
-        (conditioning slots always use row num_maskmem - 1).
-      cond_ptr_valid: (B, K) bool, conditioning pointers used (past-only at eval).
-      cond_ptr_pos: (B, K) float32 temporal position of each conditioning pointer.
-      recent_ptr_valid: (B, P) bool.
-      recent_ptr_pos: (B, P) float32.
-      max_ptrs: int, min(num_frames, max_obj_ptrs_in_encoder); positions are divided by
-        max_ptrs - 1 before the sine encoding.
-    """
-
-    cond_mem_valid: jax.Array
-    recent_mem_valid: jax.Array
-    recent_tpos_index: jax.Array
-    cond_ptr_valid: jax.Array
-    cond_ptr_pos: jax.Array
-    recent_ptr_valid: jax.Array
-    recent_ptr_pos: jax.Array
-    max_ptrs: int = flax.struct.field(pytree_node=False)
-
-
-def select_memories(
-    bank: MemoryBank,
-    frame_idx: jax.Array,
-    *,
-    reverse: bool | jax.Array,
-    num_frames: int,
-    num_maskmem: int = 7,
-    max_obj_ptrs_in_encoder: int = 16,
-    signed_ptr_pos: bool = True,
-    training: bool = False,
-) -> MemorySelection:
-    """The reference's `_prepare_memory_conditioned_features` selection, on fixed arrays.
-
-    Args:
-      bank: the memory state.
-      frame_idx: () int32, the frame being tracked.
-      reverse: tracking direction (static or traced bool).
-      num_frames: length of the video (static): bounds the pointer window.
-      signed_ptr_pos: SAM 2.1 uses signed conditioning-pointer distances; SAM 2.0 absolute.
-      training: at eval only conditioning pointers from the past (in tracking order) are used.
-    """
-    sign = jnp.where(reverse, -1, 1).astype(jnp.int32)
-    frame_idx = jnp.asarray(frame_idx, jnp.int32)
-
-    # Recent memories: the reference looks up exactly frames t -/+ 1 .. num_maskmem - 1.
-    recent_dist = (frame_idx - bank.recent_frame) * sign  # (B, R), > 0 means behind us
-    recent_valid = bank.recent_valid & (recent_dist >= 1) & (recent_dist <= num_maskmem - 1)
-    # t_pos = num_maskmem - dist; tpos row = num_maskmem - t_pos - 1 = dist - 1.
-    recent_tpos_index = jnp.clip(recent_dist - 1, 0, num_maskmem - 1)
-
-    # Conditioning pointers: signed (or absolute) distance; at eval only those not ahead.
-    cond_delta = (frame_idx - bank.cond_frame) * sign
-    cond_ptr_valid = bank.cond_valid
-    if not training:
-        cond_ptr_valid = cond_ptr_valid & (cond_delta >= 0)
-    cond_ptr_pos = cond_delta if signed_ptr_pos else jnp.abs(frame_idx - bank.cond_frame)
-
-    # Recent pointers: frames t -/+ 1 .. max_ptrs - 1, inside the video.
-    max_ptrs = min(num_frames, max_obj_ptrs_in_encoder)
-    ptr_dist = (frame_idx - bank.ptr_frame) * sign
-    ptr_valid = (
-        bank.ptr_valid
-        & (ptr_dist >= 1)
-        & (ptr_dist <= max_ptrs - 1)
-        & (bank.ptr_frame >= 0)
-        & (bank.ptr_frame < num_frames)
-    )
-    return MemorySelection(
-        cond_mem_valid=bank.cond_valid,
-        recent_mem_valid=recent_valid,
-        recent_tpos_index=recent_tpos_index.astype(jnp.int32),
-        cond_ptr_valid=cond_ptr_valid,
-        cond_ptr_pos=cond_ptr_pos.astype(jnp.float32),
-        recent_ptr_valid=ptr_valid,
-        recent_ptr_pos=ptr_dist.astype(jnp.float32),
-        max_ptrs=max_ptrs,
+        policy_state=policy_state,
     )
 
 
@@ -239,8 +159,11 @@ def write_conditioning(
     return bank, overflow
 
 
-def _ring_slot(frames: jax.Array, valid: jax.Array, frame_idx: jax.Array) -> jax.Array:
-    """(B,) slot for frame_idx: its own slot if present, else a free one, else the oldest.
+def _ring_slot(
+    frames: jax.Array, valid: jax.Array, frame_idx: jax.Array, keep: jax.Array | None = None
+) -> jax.Array:
+    """(B,) slot for frame_idx: its own slot if present, else a free one, else the oldest entry
+    not in `keep` ((B, S) bool: entries a later frame still reads), else the oldest.
 
     "Oldest" is the entry written longest ago; entries are written in tracking order, so it is
     the one farthest from the current frame.
@@ -248,6 +171,8 @@ def _ring_slot(frames: jax.Array, valid: jax.Array, frame_idx: jax.Array) -> jax
     same = valid & (frames == frame_idx)
     free = ~valid
     distance = jnp.where(valid, jnp.abs(frames - frame_idx), -1)
+    if keep is not None:  # evictable entries rank above kept ones, oldest first
+        distance = jnp.where(keep, distance, distance + 2**30)
     return jnp.where(
         same.any(1),
         jnp.argmax(same, 1),
@@ -261,15 +186,18 @@ def write_recent(
     features: jax.Array,
     obj_ptr: jax.Array,
     enable: jax.Array,
+    keep: jax.Array | None = None,
 ) -> MemoryBank:
     """Stores a non-conditioning frame's memory and pointer in the recent rings.
 
     Args:
       frame_idx: () int32; features: (B, HW, mem_dim); obj_ptr: (B, C); enable: (B,) bool.
+      keep: (B, R) bool, recent memories a later frame still reads (evicted last); default:
+        the oldest is evicted.
     """
     frame_idx = jnp.asarray(frame_idx, jnp.int32)
     frame_b = jnp.broadcast_to(frame_idx, enable.shape)
-    mem_slot = _ring_slot(bank.recent_frame, bank.recent_valid, frame_idx)
+    mem_slot = _ring_slot(bank.recent_frame, bank.recent_valid, frame_idx, keep)
     ptr_slot = _ring_slot(bank.ptr_frame, bank.ptr_valid, frame_idx)
     return bank.replace(
         recent_features=_write_slot(bank.recent_features, mem_slot, features, enable),
@@ -279,28 +207,3 @@ def write_recent(
         ptr_frame=_write_slot(bank.ptr_frame, ptr_slot, frame_b, enable),
         ptr_valid=_write_slot(bank.ptr_valid, ptr_slot, jnp.ones_like(enable), enable),
     )
-
-
-# The write rule: (bank, frame_idx, features, obj_ptr, is_conditioning (B,), enable (B,)) ->
-# (bank, overflow). Research variants (strided memory, quality-gated writes, ...) replace it.
-WriteRule = Callable[
-    [MemoryBank, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array],
-    tuple[MemoryBank, jax.Array],
-]
-
-
-def reference_write_rule(
-    bank: MemoryBank,
-    frame_idx: jax.Array,
-    features: jax.Array,
-    obj_ptr: jax.Array,
-    is_conditioning: jax.Array,
-    enable: jax.Array,
-) -> tuple[MemoryBank, jax.Array]:
-    """The reference's rule: prompted frames become conditioning memories, every other tracked
-    frame a recent one."""
-    bank, overflow = write_conditioning(
-        bank, frame_idx, features, obj_ptr, enable & is_conditioning
-    )
-    bank = write_recent(bank, frame_idx, features, obj_ptr, enable & ~is_conditioning)
-    return bank, overflow

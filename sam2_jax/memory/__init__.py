@@ -1,0 +1,24 @@
+"""The video memory: the fixed-size bank, which memories a frame reads, and the replaceable
+policy that decides reads and writes (`MemoryPolicy`, `reference_policy`)."""
+
+from sam2_jax.memory.bank import MemoryBank, empty_bank
+from sam2_jax.memory.policy import (
+    REFERENCE,
+    MemoryPolicy,
+    ReferencePolicy,
+    StepScores,
+    reference_policy,
+)
+from sam2_jax.memory.selection import MemorySelection, select_memories
+
+__all__ = [
+    "REFERENCE",
+    "MemoryBank",
+    "MemoryPolicy",
+    "MemorySelection",
+    "ReferencePolicy",
+    "StepScores",
+    "empty_bank",
+    "reference_policy",
+    "select_memories",
+]
