@@ -278,13 +278,26 @@ class SAM2VideoPredictor:
     # --- session --------------------------------------------------------------------------
 
     def init_state(
-        self, video_path: str | os.PathLike | np.ndarray, *, max_frames: int | None = None
+        self,
+        video_path: str | os.PathLike | np.ndarray,
+        *,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+        max_frames: int | None = None,
     ) -> InferenceState:
         """A session on a JPEG folder, a video file or a (T, H, W, 3) uint8 array.
+
+        The reference's three memory options are accepted and are what this predictor always
+        does: frames stay on the host (`offload_video_to_cpu`), JPEG folders are read on
+        demand a chunk at a time (`async_loading_frames`), and per-frame outputs are kept on
+        the host (`offload_state_to_cpu`); only the fixed-size memory bank of the frames
+        being tracked is on the device.
 
         Raises:
           FileNotFoundError, ValueError: missing, empty or unreadable video.
         """
+        del offload_video_to_cpu, offload_state_to_cpu, async_loading_frames  # see above
         return InferenceState(VideoFrames(video_path, self.image_size, max_frames=max_frames))
 
     def reset_state(self, state: InferenceState) -> None:

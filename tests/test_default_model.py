@@ -51,3 +51,16 @@ def test_cli_weights_are_the_default_unless_asked_otherwise(capsys):
         choose_model(_args("--checkpoint", "x.pt", "--random-weights"))
     with pytest.raises(ValueError, match="unknown model config 'sam9'"):
         choose_model(_args("--config", "sam9"))
+
+
+def test_init_state_takes_the_reference_memory_options():
+    from sam2_jax.cli_common import bundled
+
+    predictor = build_sam2_video_predictor(progress=False)
+    state = predictor.init_state(
+        bundled("shapes_clip/frames"),
+        offload_video_to_cpu=True,
+        offload_state_to_cpu=True,
+        async_loading_frames=True,
+    )
+    assert state.num_frames == 24
