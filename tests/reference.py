@@ -259,3 +259,18 @@ def converted_model(torch_model: torch.nn.Module, name: str, image_size: int):
     module = SAM2(config)
     params = state_dict_to_params(numpy_state_dict(torch_model), param_shapes(module))
     return SAM2Model(config, module, jax.device_put(params))
+
+
+def closest_cond_frames_without_assert():
+    """The reference's `select_closest_cond_frames`, compiled from its own source without
+    its assertions (as `python -O` runs it): with `max_cond_frames_in_attn=1` and two or more
+    conditioning frames the reference asserts, so this is its code for that setting. Patch it
+    over `sam2.modeling.sam2_base.select_closest_cond_frames`."""
+    import inspect
+
+    from sam2.modeling import sam2_utils
+
+    source = inspect.getsource(sam2_utils.select_closest_cond_frames)
+    namespace = dict(vars(sam2_utils))
+    exec(compile(source, sam2_utils.__file__, "exec", optimize=1), namespace)
+    return namespace["select_closest_cond_frames"]

@@ -72,33 +72,53 @@ def _agreement(a: dict, b: dict) -> float:
 
 
 @pytest.mark.slow
-def test_predictor_policy_equals_the_reference_with_its_settings(model, tmp_path):
-    """Stride 2 and at most 2 conditioning frames, prompts on three frames (the limit binds:
-    the reference asserts max_cond_frames_in_attn >= 2)."""
+@pytest.mark.parametrize(
+    ("max_cond", "prompt_frames"),
+    [
+        (2, (0, 4, 8)),  # the limit binds between prompts: three conditioning frames
+        # the reference asserts >= 2 here: compared with its selection code run without the
+        # assertion (`tests/reference.py`)
+        (1, (0, 6)),
+    ],
+)
+def test_predictor_policy_equals_the_reference_with_its_settings(
+    model, tmp_path, monkeypatch, max_cond, prompt_frames
+):
+    """Stride 2 and a limit on conditioning frames, the same object clicked on several
+    frames: ours through `build_sam2_video_predictor(memory_policy=...)` equals the
+    reference built with `memory_temporal_stride_for_eval` / `max_cond_frames_in_attn`."""
     from sam2.build_sam import build_sam2_video_predictor as reference_build
     from sam2.utils import misc
 
+    from sam2_jax import build_sam2_video_predictor
+    from tests import reference as ref
+
     config_file, overrides, path = exported(str(tmp_path))
-    settings = ["++model.memory_temporal_stride_for_eval=2", "++model.max_cond_frames_in_attn=2"]
+    settings = [
+        "++model.memory_temporal_stride_for_eval=2",
+        f"++model.max_cond_frames_in_attn={max_cond}",
+    ]
     theirs = reference_build(
         config_file, path, device="cpu", hydra_overrides_extra=overrides + settings
     )
-    (f0, obj, click), *_ = _clicks()
-    # the same object clicked again on frames 4 and 8
-    prompts = [(f0, obj, click), (4, obj, click + [1, 0]), (8, obj, click + [2, 0])]
-    ours = SAM2VideoPredictor(model, memory_policy=STRIDED, progress=False)
-    default = SAM2VideoPredictor(model, progress=False)
-    original = misc.get_connected_components
-    misc.get_connected_components = components_bfs  # the reference's CUDA op, on CPU
-    try:
-        with torch.inference_mode():
-            t_state = theirs.init_state(video_path=FRAMES)
-            t_state["num_frames"] = NUM_FRAMES  # the reference's state: its first frames
-            for frame, obj_id, c in prompts:
-                theirs.add_new_points_or_box(t_state, frame, obj_id, points=c, labels=[1])
-            t_out = {f: m.numpy()[:, 0] > 0 for f, _, m in theirs.propagate_in_video(t_state)}
-    finally:
-        misc.get_connected_components = original
+    if max_cond == 1:
+        monkeypatch.setattr(
+            "sam2.modeling.sam2_base.select_closest_cond_frames",
+            ref.closest_cond_frames_without_assert(),
+        )
+    (_, obj, click), *_ = _clicks()
+    # the same object clicked again a pixel further right on each later frame
+    prompts = [(f, obj, click + [i, 0]) for i, f in enumerate(prompt_frames)]
+    policy = reference_policy(memory_temporal_stride=2, max_cond_frames_in_attn=max_cond)
+    ours = build_sam2_video_predictor(memory_policy=policy, progress=False)
+    default = build_sam2_video_predictor(progress=False)
+    monkeypatch.setattr(misc, "get_connected_components", components_bfs)  # CUDA op, on CPU
+    with torch.inference_mode():
+        t_state = theirs.init_state(video_path=FRAMES)
+        t_state["num_frames"] = NUM_FRAMES  # the reference's state: its first frames
+        for frame, obj_id, c in prompts:
+            theirs.add_new_points_or_box(t_state, frame, obj_id, points=c, labels=[1])
+        t_out = {f: m.numpy()[:, 0] > 0 for f, _, m in theirs.propagate_in_video(t_state)}
     o_out = _session(ours, ours.init_state(FRAMES, max_frames=NUM_FRAMES), prompts)
     assert _agreement(t_out, o_out) >= 0.99
     # and the setting matters: the default policy's logits differ

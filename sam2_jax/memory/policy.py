@@ -155,7 +155,9 @@ class ReferencePolicy(MemoryPolicy):
 
     Attributes:
       stride: `memory_temporal_stride_for_eval` (1: the last num_maskmem - 1 frames).
-      max_cond: `max_cond_frames_in_attn` (-1: every conditioning frame).
+      max_cond: `max_cond_frames_in_attn` (-1: every conditioning frame). The reference
+        asserts >= 2 once a video has more conditioning frames than that; 1 follows its
+        selection code without the assertion (`sam2_jax.memory.selection`).
     """
 
     stride: int = 1
@@ -164,11 +166,9 @@ class ReferencePolicy(MemoryPolicy):
     def __post_init__(self):
         if self.stride < 1:
             raise ValueError(f"memory_temporal_stride must be >= 1, got {self.stride}")
-        if self.max_cond != -1 and self.max_cond < 2:
+        if self.max_cond != -1 and self.max_cond < 1:
             raise ValueError(
-                f"max_cond_frames_in_attn must be -1 (no limit) or >= 2, got {self.max_cond} "
-                "(the reference asserts it: the closest conditioning frames before and after "
-                "the current one are always both kept)"
+                f"max_cond_frames_in_attn must be -1 (no limit) or >= 1, got {self.max_cond}"
             )
 
     @property

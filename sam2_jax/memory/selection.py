@@ -4,7 +4,10 @@ selection, computed on the fixed-size bank.
 For frame t tracked in direction s (+1 forward, -1 reverse), the reference reads:
 - conditioning memories: all of them, or with `max_cond_frames_in_attn = n` the n closest
   (`select_closest_cond_frames`: the closest one before t, the closest one at or after t, then
-  the nearest others, ties in insertion order), all with temporal row num_maskmem - 1;
+  the nearest others, ties in insertion order), all with temporal row num_maskmem - 1. The
+  reference asserts n >= 2 once more than n conditioning frames exist; n = 1 runs its
+  selection code without that assertion (as `python -O` does): the closest before and the
+  closest at or after t are both kept, then all the others but the farthest;
 - recent memories at temporal positions t_rel = 1 .. num_maskmem - 1: t_rel = 1 is frame
   t - s; with stride r (`memory_temporal_stride_for_eval`) t_rel >= 2 is frame
   base - s (t_rel - 2) r with base the nearest multiple of r at or beyond t - 2s (r = 1: frame
@@ -87,9 +90,12 @@ def closest_conditioning(
     last_before = jnp.max(jnp.where(before, cond_frame, -big), axis=1, keepdims=True)
     first_after = jnp.min(jnp.where(after, cond_frame, big), axis=1, keepdims=True)
     chosen = (before & (cond_frame == last_before)) | (after & (cond_frame == first_after))
-    remain = limit - chosen.sum(axis=1, keepdims=True)  # (B, 1)
-    # the others ranked by distance, ties by slot: rank = how many others come first
     others = valid & ~chosen
+    # how many of the others to add: the reference's `sorted(...)[:limit - len(chosen)]`,
+    # a Python slice, so with limit 1 and two chosen it keeps all the others but the last
+    remain = limit - chosen.sum(axis=1, keepdims=True)  # (B, 1)
+    remain = jnp.where(remain >= 0, remain, others.sum(axis=1, keepdims=True) + remain)
+    # the others ranked by distance, ties by slot: rank = how many others come first
     dist = jnp.where(others, jnp.abs(cond_frame - t), big)  # (B, K)
     k = cond_frame.shape[1]
     slot = jnp.arange(k)
