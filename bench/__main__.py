@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from bench import automatic_mask_generator, image_encoder, image_predictor, video
+from bench import automatic_mask_generator, image_encoder, image_predictor, video, video_session
 
 BENCHMARKS = {
     "image_encoder": lambda repeats: [
@@ -20,6 +20,7 @@ BENCHMARKS = {
         for result in image_predictor.run(variant, 1024, repeats)
     ],
     "video": video.run_all,
+    "video_session": video_session.run_all,
     "automatic_mask_generator": lambda repeats: [
         automatic_mask_generator.run("sam2.1_hiera_t", 1024, repeats)
     ],

@@ -72,3 +72,33 @@ def print_comparison(title: str, ours: Measurement, reference: Measurement) -> d
         print(f"{label:12}{m.first_call_s:14.3f}{m.median_s:11.3f}{m.min_s:9.3f}{m.peak_mib:10.0f}")
     print(f"time ratio ours/reference: {ratio:.2f}  (<1 means sam2_jax is faster)")
     return {"title": title, "ours": ours.row(), "reference": reference.row(), "ratio": ratio}
+
+
+def measure_alternating(
+    fns: dict[str, Callable[[], object]], *, repeats: int = 3
+) -> dict[str, Measurement]:
+    """Each fn once (warm-up / compile), then `repeats` rounds calling each in turn, so a
+    change in machine load hits every implementation alike. fns must block until done."""
+    baseline_kib = _read_status_kib("VmRSS")
+    first: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - start
+    peak_ok = _reset_peak_rss()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    peak_kib = _read_status_kib("VmHWM") if peak_ok else _read_status_kib("VmRSS")
+    return {
+        name: Measurement(
+            first_call_s=first[name],
+            median_s=statistics.median(times[name]),
+            min_s=min(times[name]),
+            peak_mib=max(peak_kib - baseline_kib, 0) / 1024,  # of the whole process
+        )
+        for name in fns
+    }

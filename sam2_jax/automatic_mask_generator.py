@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax import amg_utils, mask_scoring, rle, transforms
+from sam2_jax.buckets import power_of_two_bucket
 from sam2_jax.build import SAM2Model
 from sam2_jax.image_predictor import SAM2ImagePredictor, _decode
 
@@ -276,7 +277,7 @@ class SAM2AutomaticMaskGenerator:
             index = np.flatnonzero(data["crop_index"] == crop)
             x0, y0, x1, y1 = (int(v) for v in crop_boxes[index[0]])
             logits = data["low_res"][index]
-            padded = _bucket(len(index))  # few distinct shapes -> few compiles
+            padded = power_of_two_bucket(len(index), 8)  # few distinct shapes -> few compiles
             logits = np.pad(logits, ((0, padded - len(index)), (0, 0), (0, 0)))
             crop_masks = mask_scoring.binary_masks(logits, (y1 - y0, x1 - x0), self.mask_threshold)
             masks[index, y0:y1, x0:x1] = np.asarray(crop_masks)[: len(index)]
@@ -290,11 +291,6 @@ def _check_grid(grid, layer: int) -> np.ndarray:
     if ((grid < 0) | (grid > 1)).any():
         raise ValueError(f"point_grids[{layer}] has coordinates outside [0, 1]")
     return grid
-
-
-def _bucket(n: int) -> int:
-    """The next power of two >= n (at least 8)."""
-    return max(8, 1 << (max(n, 1) - 1).bit_length())
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

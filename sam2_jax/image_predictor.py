@@ -2,9 +2,10 @@
 
 Numpy in, numpy out, with the reference's method names, arguments and return shapes. The
 image is encoded once (`set_image`); each `predict` runs only the prompt encoder and mask
-decoder, compiled once per prompt layout (number of objects, of points, mask or not,
-multimask or not). Many prompts (objects) for one image run in one call, as the reference's
-"batched mode" does.
+decoder, compiled once per prompt layout: number of objects, click bucket
+(`sam2_jax.buckets`: 1 to 16 clicks share one program), mask or not, multimask or not.
+Many prompts (objects) for one image run in one call, as the reference's "batched mode"
+does.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax import transforms, validation
+from sam2_jax import transforms
+from sam2_jax.buckets import click_bucket
 from sam2_jax.build import SAM2Model
+from sam2_jax.image_prompts import prepare_image_prompts
 from sam2_jax.modeling.sam2_base import SAM2
-
-VALID_LABELS = (-1, 0, 1, 2, 3)  # -1 padding, 0 negative, 1 positive, 2/3 box corners
 
 
 @functools.partial(jax.jit, static_argnames="module")
@@ -45,6 +46,7 @@ def _decode(
     labels: jax.Array | None,
     mask_input: jax.Array | None,
     multimask_output: bool,
+    num_points: jax.Array | None = None,
 ):
     """Prompt encoder + mask decoder for N prompt sets on one image.
 
@@ -52,13 +54,22 @@ def _decode(
       image_embed: (1, h, w, C); high_res: (1, 4h, 4w, 32), (1, 2h, 2w, 64).
       coords: (N, P, 2) model-input pixels or None; labels: (N, P) or None.
       mask_input: (N, 4h, 4w, 1) low-res logits or None.
+      num_points: optional (N,) int32: only the first num_points of the P are points, the
+        rest padding (`sam2_jax.buckets`), hidden from the decoder's attention, so the result
+        equals the call with the unpadded points.
 
     Returns:
       low-res mask logits (N, K, 4h, 4w) and IoU predictions (N, K).
     """
 
     def decode(m: SAM2):
-        sparse, dense = m.sam_prompt_encoder(coords, labels, mask_input)
+        point_labels, token_mask = labels, None
+        if num_points is not None:
+            valid = jnp.arange(coords.shape[1])[None] < num_points[:, None]  # (N, P)
+            point_labels = jnp.where(valid, labels, -1)
+            # the appended "not a point" token is attended whenever there are points
+            token_mask = jnp.concatenate([valid, num_points[:, None] > 0], axis=1)
+        sparse, dense = m.sam_prompt_encoder(coords, point_labels, mask_input)
         n = sparse.shape[0]
         low_res, iou, _, _ = m.sam_mask_decoder(
             image_embeddings=image_embed,
@@ -68,6 +79,7 @@ def _decode(
             multimask_output=multimask_output,
             repeat_image=n > 1,
             high_res_features=high_res,
+            sparse_mask=token_mask,
         )
         return jnp.moveaxis(low_res, -1, 1), iou  # (N, 4h, 4w, K) -> (N, K, 4h, 4w)
 
@@ -142,58 +154,29 @@ class SAM2ImagePredictor:
     # ---------------------------------------------------------------- prompts
 
     def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords, img):
-        """Validates prompts and converts them to model-input units.
-
-        Returns (coords (N, P, 2) | None, labels (N, P) | None, mask (N, 4h, 4w, 1) | None).
-        """
-        orig_hw = self._orig_hw[img]
-        coords = labels = None
-        if point_coords is not None:
-            coords, labels = validation.points(
-                point_coords,
-                point_labels,
-                image_hw=orig_hw,
-                pixels=normalize_coords,
-                allowed=VALID_LABELS,
-                batched=True,
-                names=("point_coords", "point_labels"),
-            )
-            if coords.ndim == 2:
-                coords, labels = coords[None], labels[None]
-            coords = transforms.transform_coords(coords, self.resolution, orig_hw, normalize_coords)
-        if box is not None:
-            boxes = validation.boxes(box, image_hw=orig_hw, pixels=normalize_coords, batched=True)
-            corners = transforms.transform_coords(
-                boxes.reshape(-1, 2, 2), self.resolution, orig_hw, normalize_coords
-            )
-            corner_labels = np.broadcast_to(np.array([[2, 3]], np.int32), corners.shape[:2])
-            if coords is None:
-                coords, labels = corners, corner_labels
-            else:
-                if coords.shape[0] != corners.shape[0]:
-                    if corners.shape[0] == 1:
-                        corners = np.repeat(corners, coords.shape[0], 0)
-                        corner_labels = np.repeat(corner_labels, coords.shape[0], 0)
-                    else:
-                        raise ValueError(
-                            f"{corners.shape[0]} boxes but {coords.shape[0]} point sets"
-                        )
-                # boxes come first, as the reference concatenates them
-                coords = np.concatenate([corners, coords], axis=1)
-                labels = np.concatenate([corner_labels, labels], axis=1)
-        mask = None
-        if mask_input is not None:
-            side = 4 * self.model.config.embedding_size
-            mask = validation.mask_logits(mask_input, side=side)
-            mask = np.moveaxis(mask, 1, -1)  # (B, 1, H, W) -> (B, H, W, 1)
-            if coords is not None and mask.shape[0] != coords.shape[0]:
-                raise ValueError(f"{mask.shape[0]} masks but {coords.shape[0]} point sets")
-        return coords, labels, mask
+        """Validated prompts in model-input units (`image_prompts.prepare_image_prompts`)."""
+        return prepare_image_prompts(
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            orig_hw=self._orig_hw[img],
+            resolution=self.resolution,
+            mask_side=4 * self.model.config.embedding_size,
+            normalize_coords=normalize_coords,
+        )
 
     def _predict(self, coords, labels, mask, multimask_output, return_logits, img):
         feats = self._features
         embed = feats["image_embed"][img : img + 1]
         high_res = tuple(f[img : img + 1] for f in feats["high_res_feats"])
+        num_points = None
+        if coords is not None:  # clicks padded to a bucket: one program for 1 to 16 clicks
+            sets, n = coords.shape[:2]
+            size = click_bucket(n)
+            coords = np.pad(coords, ((0, 0), (0, size - n), (0, 0)))
+            labels = np.pad(labels, ((0, 0), (0, size - n)), constant_values=-1)
+            num_points = np.full((sets,), n, np.int32)
         low_res, iou = _decode(
             self.model.module,
             self.model.variables,
@@ -203,18 +186,17 @@ class SAM2ImagePredictor:
             labels,
             mask,
             bool(multimask_output),
+            num_points,
         )
-        low_res = np.asarray(low_res)
-        if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
-            processed = transforms.fill_holes_and_remove_sprinkles(
-                low_res, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
-            )
-        else:
-            processed = low_res
-        masks = np.asarray(transforms.upsample_masks(processed, self._orig_hw[img]))
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return masks, np.asarray(iou), np.clip(low_res, -32.0, 32.0)
+        masks, low_res = transforms.postprocess_low_res(
+            np.asarray(low_res),
+            self._orig_hw[img],
+            threshold=self.mask_threshold,
+            max_hole_area=self.max_hole_area,
+            max_sprinkle_area=self.max_sprinkle_area,
+            return_logits=return_logits,
+        )
+        return masks, np.asarray(iou), low_res
 
     def predict(
         self,

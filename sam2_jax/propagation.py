@@ -66,7 +66,7 @@ def _scan(
     inputs: StepInputs,
     reverse: jax.Array,
     seed_start: jax.Array,
-    num_frames: int,
+    num_frames: int | jax.Array,
     memory_policy: MemoryPolicy,
 ) -> tuple[tuple[MemoryBank, MemoryBank | None], StepOutput]:
     """The frame loop; see `propagate`."""
@@ -115,7 +115,7 @@ def _scan(
     return module.apply(variables, method=run)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
+@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
 def propagate(
     module: SAM2,
     variables: Variables,
@@ -125,7 +125,7 @@ def propagate(
     seed: MemoryBank | None = None,
     seed_start: int | jax.Array = 0,
     *,
-    num_frames: int,
+    num_frames: int | jax.Array,
     memory_policy: MemoryPolicy = REFERENCE,
 ) -> tuple[tuple[MemoryBank, MemoryBank | None], StepOutput]:
     """Tracks B objects through a chunk of frames in one scan.
@@ -139,7 +139,7 @@ def propagate(
         write into it the non-conditioning memories of the frames 1 .. history_span after
         `seed_start` (in tracking order), which `reverse_bank` turns into the starting bank of
         a reverse pass from `seed_start`, as the reference's dicts hold them.
-      num_frames: video length (static).
+      num_frames: video length (traced: one program for every length).
       memory_policy: what each frame reads from the bank and writes into it (static).
 
     Returns:
@@ -152,7 +152,7 @@ def propagate(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
+@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
 def propagate_videos(
     module: SAM2,
     variables: Variables,
@@ -160,12 +160,12 @@ def propagate_videos(
     inputs: StepInputs,
     reverse: jax.Array,
     *,
-    num_frames: int,
+    num_frames: int | jax.Array,
     memory_policy: MemoryPolicy = REFERENCE,
 ) -> tuple[MemoryBank, StepOutput]:
     """`propagate` for V videos in one call: every argument but module / variables has a
     leading video axis (banks (V, B, ...), inputs (V, T, ...), reverse (V,)). The videos share
-    `num_frames` (static); pad shorter ones with untracked steps.
+    `num_frames`; pad shorter ones with untracked steps.
 
     Returns:
       banks (V, B, ...) and StepOutput with leading (V, T, B).
@@ -238,7 +238,7 @@ def iter_chunks(
     track: np.ndarray,
     *,
     init_cond: np.ndarray | None = None,
-    num_frames: int,
+    num_frames: int | jax.Array,
     reverse: bool = False,
     chunk_size: int = 8,
     memory_policy: MemoryPolicy = REFERENCE,
@@ -302,7 +302,7 @@ def stream(
     track: np.ndarray,
     *,
     init_cond: np.ndarray | None = None,
-    num_frames: int,
+    num_frames: int | jax.Array,
     reverse: bool = False,
     chunk_size: int = 8,
     memory_policy: MemoryPolicy = REFERENCE,
@@ -436,7 +436,7 @@ def track_video(
     module: SAM2,
     variables: Variables,
     frames: np.ndarray | Callable[[np.ndarray], np.ndarray],
-    num_frames: int,
+    num_frames: int | jax.Array,
     prompts: Sequence[ObjectPrompt],
     *,
     num_objects: int | None = None,

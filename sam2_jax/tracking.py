@@ -116,7 +116,7 @@ def _memory_sequence(
     bank: MemoryBank,
     frame_idx: jax.Array,
     reverse,
-    num_frames: int,
+    num_frames: int | jax.Array,
     policy: MemoryPolicy,
     training: bool = False,
 ):
@@ -165,7 +165,8 @@ def _memory_sequence(
     n_ptr, c = ptrs.shape[1], ptrs.shape[2]
     split = c // mem_dim  # each C-wide pointer becomes `split` consecutive M-wide tokens
     if cfg.add_tpos_enc_to_obj_ptrs:
-        t_diff_max = max(sel.max_ptrs - 1, 1)  # the reference divides by max_ptrs - 1
+        # the reference divides by max_ptrs - 1 (traced: one program for any video length)
+        t_diff_max = jnp.maximum(sel.max_ptrs - 1, 1).astype(jnp.float32)
         tpos_dim = c if cfg.proj_tpos_enc_in_obj_ptrs else mem_dim
         ptr_tpos = sine_pe_1d(ptr_pos / t_diff_max, tpos_dim)  # (B, Np, tpos_dim)
         if m.obj_ptr_tpos_proj is not None:
@@ -228,7 +229,7 @@ def _step(
     prompts: FramePrompts,
     track: jax.Array,
     is_init_cond: jax.Array | None,
-    num_frames: int,
+    num_frames: int | jax.Array,
     reverse,
     policy: MemoryPolicy,
     prev_logits: jax.Array | None = None,
@@ -344,7 +345,7 @@ def track_step(
     frame_idx: jax.Array,
     prompts: FramePrompts,
     *,
-    num_frames: int,
+    num_frames: int | jax.Array,
     reverse: bool | jax.Array = False,
     memory_policy: MemoryPolicy = REFERENCE,
     track: jax.Array | None = None,
@@ -360,7 +361,8 @@ def track_step(
       features: `SAM2.forward_image` of this frame with batch 1 (shared by the objects).
       frame_idx: () int32.
       prompts: this frame's prompts (`FramePrompts`, leading axis B).
-      num_frames: video length (static); bounds and normalizes the pointer window.
+      num_frames: video length (traced, never static); bounds and normalizes the pointer
+        window.
       reverse: tracking direction.
       memory_policy: what the frame reads from the bank and writes into it
         (`sam2_jax.memory.reference_policy()` by default).

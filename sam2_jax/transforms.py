@@ -121,3 +121,34 @@ def upsample_masks(low_res: jax.Array, orig_hw: tuple[int, int]) -> jax.Array:
     """(B, C, h, w) logits -> (B, C, H, W) with bilinear (align_corners=False, no antialias)."""
     b, c = low_res.shape[:2]
     return jax.image.resize(low_res, (b, c, *orig_hw), method="linear", antialias=False)
+
+
+def postprocess_low_res(
+    low_res: np.ndarray,
+    orig_hw: tuple[int, int],
+    *,
+    threshold: float = 0.0,
+    max_hole_area: float = 0.0,
+    max_sprinkle_area: float = 0.0,
+    return_logits: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image predictor's outputs from the decoder's low-res logits.
+
+    Args:
+      low_res: (B, C, h, w) float32 logits.
+      orig_hw: the image's (height, width).
+
+    Returns:
+      masks (B, C, H, W) (bool, or logits with return_logits) after the optional hole
+      filling / sprinkle removal, and the low-res logits clamped to [-32, 32].
+    """
+    low_res = np.asarray(low_res, np.float32)
+    processed = low_res
+    if max_hole_area > 0 or max_sprinkle_area > 0:
+        processed = fill_holes_and_remove_sprinkles(
+            low_res, threshold, max_hole_area, max_sprinkle_area
+        )
+    masks = np.asarray(upsample_masks(processed, tuple(orig_hw)))
+    if not return_logits:
+        masks = masks > threshold
+    return masks, np.clip(low_res, -32.0, 32.0)

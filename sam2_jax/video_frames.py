@@ -6,8 +6,11 @@ reference's JPEG loader does (`video_io.load_frames`). Video files are decoded w
 (FFmpeg) at their own resolution first; the reference decodes them with decord straight at
 S x S, whose scaler differs slightly.
 
-JPEG folders are read on demand (only a chunk of frames is in memory at a time); video files
-and arrays are held as S x S uint8 frames (3 S^2 bytes a frame).
+JPEG folders are read on demand (only a chunk of frames is in memory at a time). Video files
+are decoded on demand, in order, as far as the furthest frame asked for; decoded frames are
+kept as S x S uint8 (3 S^2 bytes a frame) in a scratch file, not in memory, so going back
+(reverse tracking, a later click) reads them without decoding again. Arrays are held as
+S x S uint8 frames in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_jax.image_io import to_rgb8
+from sam2_jax.scratch_file import ScratchFile
 from sam2_jax.video_io import IMAGENET_MEAN, IMAGENET_STD, list_frames
 
 
@@ -125,6 +129,7 @@ def decode_video(path: str | os.PathLike, max_frames: int | None = None) -> Iter
         container = av.open(os.fspath(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot open video {os.fspath(path)!r}: {err}") from err
+    decode_error = av.error.FFmpegError  # bound here: a generator closed at exit still has it
     with container:
         if not container.streams.video:
             raise ValueError(f"{os.fspath(path)!r} has no video stream")
@@ -135,7 +140,7 @@ def decode_video(path: str | os.PathLike, max_frames: int | None = None) -> Iter
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
-        except av.error.FFmpegError as err:
+        except decode_error as err:
             raise ValueError(f"cannot decode video {os.fspath(path)!r}: {err}") from err
 
 
@@ -164,9 +169,10 @@ class VideoFrames:
         Raises:
           FileNotFoundError: the path does not exist.
           ValueError: no frames, an unreadable video, or an array of the wrong shape / type.
-          FrameError (a ValueError): a frame file (or a video frame) whose size differs from
-            frame 0's, or whose header cannot be read; corrupt frame data is found when the
-            frame is read (`resized`, `load`, `original`), with the same error.
+          FrameError (a ValueError): a frame file whose size differs from frame 0's, or
+            whose header cannot be read; corrupt frame data, and a video file's frames of
+            another size, are found when the frame is read (`resized`, `load`, `original`),
+            with the same error.
         """
         self.image_size = image_size
         self._paths: list[str] | None = None
@@ -192,19 +198,36 @@ class VideoFrames:
                 self.height, self.width = frame_sizes(self._paths)
             else:
                 self._video = str(path)
-                resized = []
-                for i, rgb in enumerate(decode_video(path, max_frames)):
-                    if resized and rgb.shape[:2] != (self.height, self.width):
-                        raise FrameError(
-                            f"video {str(path)!r}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]} "
-                            f"but frame 0 is {self.width}x{self.height}"
-                        )
-                    self.height, self.width = rgb.shape[:2]
-                    resized.append(_resize(rgb, image_size))
-                if not resized:
-                    raise ValueError(f"video {str(path)!r} has no frames")
-                self._resized = np.stack(resized)
-        self.num_frames = len(self._paths) if self._paths is not None else len(self._resized)
+                count, self.height, self.width = probe(path, max_frames)
+                self._decoder: Iterator[np.ndarray] | None = None
+                self._decoded = ScratchFile()
+                self._num_decoded = 0
+        if self._paths is not None:
+            self.num_frames = len(self._paths)
+        elif self._video is not None:
+            self.num_frames = count
+        else:
+            self.num_frames = len(self._resized)
+
+    def _decode_until(self, stop: int) -> None:
+        """Decodes the video file's frames up to `stop` (exclusive) into the scratch file."""
+        if self._decoder is None:
+            self._decoder = decode_video(self._video, self.num_frames)
+        while self._num_decoded < stop:
+            i = self._num_decoded
+            rgb = next(self._decoder, None)
+            if rgb is None:
+                raise FrameError(
+                    f"video {self._video!r}: frame {i} cannot be decoded (the file lists "
+                    f"{self.num_frames} frames)"
+                )
+            if rgb.shape[:2] != (self.height, self.width):
+                raise FrameError(
+                    f"video {self._video!r}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]} "
+                    f"but frame 0 is {self.width}x{self.height}"
+                )
+            self._decoded.write(self._decoded.allocate(), _resize(rgb, self.image_size).tobytes())
+            self._num_decoded += 1
 
     def __len__(self) -> int:
         return self.num_frames
@@ -221,6 +244,12 @@ class VideoFrames:
         idx = self._check(idx)
         if self._resized is not None:
             return self._resized[idx]
+        if self._video is not None:
+            self._decode_until(int(idx.max()) + 1 if len(idx) else 0)
+            shape = (self.image_size, self.image_size, 3)
+            return np.stack(
+                [np.frombuffer(self._decoded.read(int(f)), np.uint8).reshape(shape) for f in idx]
+            ).reshape(len(idx), *shape)
         out = np.empty((len(idx), self.image_size, self.image_size, 3), np.uint8)
         for i, f in enumerate(idx):
             frame = read_frame(self._paths[f], int(f), (self.height, self.width))

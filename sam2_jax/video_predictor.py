@@ -25,7 +25,6 @@ Shapes: S = image_size, h = S / 16, low-res masks (4h, 4h), HW = h * h, M = mem_
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Hashable, Iterator
@@ -34,9 +33,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
 
 from sam2_jax import validation
+from sam2_jax.buckets import click_bucket, cond_slot_bucket, object_bucket
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.memory.bank import NO_FRAME, MemoryBank
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
@@ -45,47 +44,10 @@ from sam2_jax.propagation import iter_chunks
 from sam2_jax.tracking import FramePrompts, encode_prompted_memory, no_prompts, track_step
 from sam2_jax.video_frames import VideoFrames
 from sam2_jax.video_io import mask_to_model, to_video_resolution
+from sam2_jax.video_postprocess import fill_holes, non_overlapping
+from sam2_jax.video_state import FrameOutput, InferenceState, ObjectState, bank_arrays
 
 Variables = dict[str, Any]
-
-
-# ---------------------------------------------------------------------------------------------
-# Post-processing (host side; the reference needs a CUDA extension for the hole filling)
-
-
-def fill_holes(low_res: np.ndarray, max_area: int) -> np.ndarray:
-    """The reference's `fill_holes_in_mask_scores` on the host.
-
-    Background regions (logits <= 0) that form an 8-connected component of at most
-    `max_area` pixels get the logit 0.1 (foreground). Components touching the border count.
-
-    Args:
-      low_res: (..., h, w) float32 logits.
-
-    Returns:
-      a new array of the same shape.
-    """
-    low_res = np.asarray(low_res, np.float32)
-    out = low_res.copy()
-    flat = out.reshape(-1, *out.shape[-2:])
-    eight = np.ones((3, 3), bool)
-    for i in range(flat.shape[0]):
-        labels, count = ndimage.label(flat[i] <= 0, structure=eight)
-        if count == 0:
-            continue
-        areas = np.bincount(labels.ravel(), minlength=count + 1)
-        areas[0] = max_area + 1  # label 0 is the foreground, never a hole
-        flat[i] = np.where(areas[labels] <= max_area, np.float32(0.1), flat[i])
-    return out
-
-
-def non_overlapping(masks: np.ndarray) -> np.ndarray:
-    """The reference's `_apply_non_overlapping_constraints`: (N, 1, H, W) logits; at each
-    pixel every object but the highest-scoring one is clamped to at most -10."""
-    if masks.shape[0] == 1:
-        return masks
-    keep = np.argmax(masks, axis=0)[None] == np.arange(masks.shape[0])[:, None, None, None]
-    return np.where(keep, masks, np.minimum(masks, -10.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +60,7 @@ def _frame_features(module: SAM2, variables: Variables, frame: jax.Array) -> dic
     return module.apply(variables, frame[None], method=SAM2.forward_image)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "num_frames", "memory_policy"))
+@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
 def _decode_prompted(
     module: SAM2,
     variables: Variables,
@@ -110,7 +72,7 @@ def _decode_prompted(
     reverse: jax.Array,
     prev_logits: jax.Array | None,
     *,
-    num_frames: int,
+    num_frames: int | jax.Array,
     memory_policy: MemoryPolicy,
 ):
     """One object's output on a prompted frame, without a memory (reference
@@ -133,94 +95,6 @@ def _decode_prompted(
 
 
 _encode_memory = jax.jit(encode_prompted_memory, static_argnames=("module", "dtype"))
-
-
-def _bucket(n: int, least: int) -> int:
-    """The smallest power of two >= max(n, least): padded sizes, so few shapes compile."""
-    size = least
-    while size < n:
-        size *= 2
-    return size
-
-
-# ---------------------------------------------------------------------------------------------
-# Inference state
-
-
-@dataclasses.dataclass
-class FrameOutput:
-    """One object's stored output on one frame (the reference's "compact" output).
-
-    Attributes:
-      low_res: (4h, 4w) float32 mask logits, after hole filling.
-      score: object score logit (present iff > 0).
-      obj_ptr: (C,) float32 object pointer.
-      memory: (HW, M) bfloat16 spatial memory, or None until encoded (prompted frames get it
-        when propagation starts).
-    """
-
-    low_res: np.ndarray
-    score: float
-    obj_ptr: np.ndarray
-    memory: np.ndarray | None = None
-
-
-@dataclasses.dataclass
-class ObjectState:
-    """Inputs and outputs of one object, keyed by frame index.
-
-    `cond` / `non_cond`: outputs of conditioning (prompted) and tracked frames; `temp_cond` /
-    `temp_non_cond`: outputs of new prompts, moved into those at the next propagation;
-    `tracked`: frame -> whether it was last tracked in reverse.
-    """
-
-    points: dict[int, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
-    masks: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-    cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
-    non_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
-    temp_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
-    temp_non_cond: dict[int, FrameOutput] = dataclasses.field(default_factory=dict)
-    tracked: dict[int, bool] = dataclasses.field(default_factory=dict)
-
-    def output(self, frame: int, is_cond: bool | None = None) -> FrameOutput | None:
-        """The latest output on a frame: temporary (of the given kind, or either), then
-        conditioning, then tracked."""
-        temps = [self.temp_cond, self.temp_non_cond]
-        if is_cond is not None:
-            temps = [self.temp_cond if is_cond else self.temp_non_cond]
-        for store in (*temps, self.cond, self.non_cond):
-            if frame in store:
-                return store[frame]
-        return None
-
-
-@dataclasses.dataclass
-class InferenceState:
-    """One video's session (what the reference keeps in its `inference_state` dict).
-
-    Attributes:
-      frames: the video frames (`VideoFrames`).
-      obj_ids: client object ids, in order of first use (object index = position).
-      objects: one `ObjectState` per object id.
-      cached_features: (frame index, features) of the last frame decoded interactively.
-    """
-
-    frames: VideoFrames
-    obj_ids: list[Hashable] = dataclasses.field(default_factory=list)
-    objects: list[ObjectState] = dataclasses.field(default_factory=list)
-    cached_features: tuple[int, dict] | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.num_frames
-
-    @property
-    def video_height(self) -> int:
-        return self.frames.height
-
-    @property
-    def video_width(self) -> int:
-        return self.frames.width
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,8 +146,6 @@ class SAM2VideoPredictor:
         self.chunk_size = chunk_size
         self.progress = progress
         self.memory_policy = memory_policy
-        self.cond_capacity_min = 2  # conditioning slots are padded to powers of two >= this
-        self.max_points_min = 4  # clicks are padded to powers of two >= this
 
     # --- session --------------------------------------------------------------------------
 
@@ -315,9 +187,7 @@ class SAM2VideoPredictor:
             return state.obj_ids.index(obj_id)
         if not create:
             raise KeyError(f"unknown object id {obj_id!r}; existing ids: {state.obj_ids}")
-        state.obj_ids.append(obj_id)
-        state.objects.append(ObjectState())
-        return len(state.obj_ids) - 1
+        return state.new_object(obj_id)
 
     def add_new_points_or_box(
         self,
@@ -413,7 +283,7 @@ class SAM2VideoPredictor:
         s = self.image_size
         if points is not None:
             n = len(points[0])
-            p = _bucket(n, self.max_points_min)
+            p = click_bucket(n)
             coords = np.zeros((1, p, 2), np.float32)
             labels = np.zeros((1, p), np.int32)
             coords[0, :n], labels[0, :n] = points
@@ -425,7 +295,7 @@ class SAM2VideoPredictor:
                 np.zeros(1, bool),
             )
         else:
-            prompts = no_prompts(1, self.max_points_min, s)._replace(
+            prompts = no_prompts(1, click_bucket(0), s)._replace(
                 mask=mask[None], has_mask=np.ones(1, bool)
             )
         prev_logits = None
@@ -533,52 +403,36 @@ class SAM2VideoPredictor:
     # --- propagation ------------------------------------------------------------------------
 
     def _bank(
-        self, objects: list[ObjectState], frame_idx: int, reverse: bool, num_frames: int
+        self,
+        objects: list[ObjectState],
+        frame_idx: int,
+        reverse: bool,
+        num_frames: int,
+        rows: int | None = None,
     ) -> MemoryBank:
         """The fixed-size bank of `objects` for tracking from `frame_idx` in a direction:
         all their conditioning memories, and the stored memories and pointers of the frames
         behind it that the memory policy reads (`history_frames`), as the reference looks
-        them up in its dicts."""
+        them up in its dicts. `rows` >= len(objects) pads the object axis with empty rows."""
         cfg = self.config
-        b, hw = len(objects), cfg.embedding_size**2
-        k = _bucket(max([len(o.cond) for o in objects] + [1]), self.cond_capacity_min)
+        b, hw = rows or len(objects), cfg.embedding_size**2
+        k = cond_slot_bucket(max([len(o.cond) for o in objects] + [1]))
         r, p = cfg.num_maskmem - 1, cfg.max_obj_ptrs_in_encoder - 1
-        mem_dtype = jnp.bfloat16
-        arrays = dict(
-            cond_features=np.zeros((b, k, hw, cfg.mem_dim), mem_dtype),
-            cond_obj_ptr=np.zeros((b, k, cfg.d_model), np.float32),
-            cond_frame=np.full((b, k), NO_FRAME, np.int32),
-            cond_valid=np.zeros((b, k), bool),
-            recent_features=np.zeros((b, r, hw, cfg.mem_dim), mem_dtype),
-            recent_frame=np.full((b, r), NO_FRAME, np.int32),
-            recent_valid=np.zeros((b, r), bool),
-            ptr=np.zeros((b, p, cfg.d_model), np.float32),
-            ptr_frame=np.full((b, p), NO_FRAME, np.int32),
-            ptr_valid=np.zeros((b, p), bool),
+        m, c, mem = cfg.mem_dim, cfg.d_model, jnp.bfloat16
+        fields = dict(
+            cond_features=((b, k, hw, m), mem),
+            cond_obj_ptr=((b, k, c), np.float32),
+            cond_frame=((b, k), np.int32),
+            cond_valid=((b, k), bool),
+            recent_features=((b, r, hw, m), mem),
+            recent_frame=((b, r), np.int32),
+            recent_valid=((b, r), bool),
+            ptr=((b, p, c), np.float32),
+            ptr_frame=((b, p), np.int32),
+            ptr_valid=((b, p), bool),
         )
         history = self.memory_policy.history_frames(frame_idx, reverse)
-        for i, o in enumerate(objects):
-            for slot, (f, out) in enumerate(o.cond.items()):
-                if out.memory is not None:
-                    arrays["cond_features"][i, slot] = out.memory
-                arrays["cond_obj_ptr"][i, slot] = out.obj_ptr
-                arrays["cond_frame"][i, slot] = f
-                arrays["cond_valid"][i, slot] = True
-            mem_slot = ptr_slot = 0
-            for f, read_memory, read_pointer in history:
-                out = o.non_cond.get(f)
-                if out is None or out.memory is None:
-                    continue
-                if read_memory:
-                    arrays["recent_features"][i, mem_slot] = out.memory
-                    arrays["recent_frame"][i, mem_slot] = f
-                    arrays["recent_valid"][i, mem_slot] = True
-                    mem_slot += 1
-                if read_pointer:
-                    arrays["ptr"][i, ptr_slot] = out.obj_ptr
-                    arrays["ptr_frame"][i, ptr_slot] = f
-                    arrays["ptr_valid"][i, ptr_slot] = True
-                    ptr_slot += 1
+        arrays = bank_arrays(objects, history, fields, NO_FRAME)
         bank = MemoryBank(**{name: jnp.asarray(a) for name, a in arrays.items()})
         return bank.replace(policy_state=self.memory_policy.init_state(b))
 
@@ -648,9 +502,11 @@ class SAM2VideoPredictor:
         objects = list(state.objects)
         obj_ids = list(state.obj_ids)
         b = len(objects)
-        track = np.array([[f not in o.cond for o in objects] for f in order], bool)
-        bank = self._bank(objects, start, reverse, num_frames)
-        empty = no_prompts(b, 1)
+        rows = object_bucket(b)  # padded rows: untracked, their outputs dropped
+        track = np.zeros((len(order), rows), bool)
+        track[:, :b] = [[f not in o.cond for o in objects] for f in order]
+        bank = self._bank(objects, start, reverse, num_frames, rows)
+        empty = no_prompts(rows, 1)
         chunks = iter_chunks(
             self.module,
             self.variables,
@@ -667,7 +523,7 @@ class SAM2VideoPredictor:
         progress = _progress(len(order), "propagate in video", self.progress)
         try:
             for idx, out in chunks:
-                low_res = np.asarray(out.low_res_masks)
+                low_res = np.asarray(out.low_res_masks)[:, :b]
                 if self.fill_hole_area > 0:
                     low_res = fill_holes(low_res, self.fill_hole_area)
                 for i, f in enumerate(idx):

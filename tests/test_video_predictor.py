@@ -34,7 +34,8 @@ import pytest
 import torch
 
 from sam2_jax.build import SAM2Model
-from sam2_jax.video_predictor import SAM2VideoPredictor, fill_holes
+from sam2_jax.video_postprocess import fill_holes
+from sam2_jax.video_predictor import SAM2VideoPredictor
 from tests import reference as ref
 from tests import tracking_harness as th
 

@@ -72,7 +72,7 @@ class MemoryPolicy:
         frame_idx: jax.Array,
         *,
         reverse: bool | jax.Array,
-        num_frames: int,
+        num_frames: int | jax.Array,
         signed_ptr_pos: bool = True,
         training: bool = False,
     ) -> MemorySelection:

@@ -44,8 +44,8 @@ class MemorySelection:
       cond_ptr_pos: (B, K) float32 temporal position of each conditioning pointer.
       recent_ptr_valid: (B, P) bool.
       recent_ptr_pos: (B, P) float32.
-      max_ptrs: int, min(num_frames, max_obj_ptrs_in_encoder); positions are divided by
-        max_ptrs - 1 before the sine encoding.
+      max_ptrs: () int32, min(num_frames, max_obj_ptrs_in_encoder); positions are divided
+        by max_ptrs - 1 before the sine encoding. Traced: the video length is never static.
     """
 
     cond_mem_valid: jax.Array
@@ -56,7 +56,7 @@ class MemorySelection:
     cond_ptr_pos: jax.Array
     recent_ptr_valid: jax.Array
     recent_ptr_pos: jax.Array
-    max_ptrs: int = flax.struct.field(pytree_node=False)
+    max_ptrs: jax.Array
 
 
 def recent_position(
@@ -112,7 +112,7 @@ def select_memories(
     frame_idx: jax.Array,
     *,
     reverse: bool | jax.Array,
-    num_frames: int,
+    num_frames: int | jax.Array,
     num_maskmem: int = 7,
     max_obj_ptrs_in_encoder: int = 16,
     signed_ptr_pos: bool = True,
@@ -126,7 +126,7 @@ def select_memories(
       bank: the memory state.
       frame_idx: () int32, the frame being tracked.
       reverse: tracking direction (static or traced bool).
-      num_frames: length of the video (static): bounds the pointer window.
+      num_frames: () length of the video (may be traced): bounds the pointer window.
       signed_ptr_pos: SAM 2.1 uses signed conditioning-pointer distances; SAM 2.0 absolute.
       training: at eval only conditioning pointers from the past (in tracking order) are used;
         in training the stride is 1, as in the reference.
@@ -158,7 +158,8 @@ def select_memories(
     cond_ptr_pos = cond_delta if signed_ptr_pos else jnp.abs(frame_idx - bank.cond_frame)
 
     # Recent pointers (and left-out conditioning frames'): t - s d, d = 1 .. max_ptrs - 1.
-    max_ptrs = min(num_frames, max_obj_ptrs_in_encoder)
+    num_frames = jnp.asarray(num_frames, jnp.int32)
+    max_ptrs = jnp.minimum(num_frames, max_obj_ptrs_in_encoder)
 
     def in_window(frames):
         dist = (frame_idx - frames) * sign

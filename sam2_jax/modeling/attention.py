@@ -29,6 +29,7 @@ def dot_product_attention(
     key_mask: jax.Array | None = None,
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
+    key_block: int | None = None,
 ) -> jax.Array:
     """softmax(q k^T / sqrt(D)) v, computed in float32.
 
@@ -41,6 +42,9 @@ def dot_product_attention(
       dropout_rate: dropout on the attention probabilities (after normalization, as torch's
         `scaled_dot_product_attention(dropout_p=...)`); applied only when `dropout_rng` is given.
       dropout_rng: PRNG key for that dropout; None means deterministic.
+      key_block: optional static block of keys that padding fills whole (a memory frame's
+        tokens, rounded up to >= 1024): with a key_mask on CPU the blocked path runs with
+        blocks of this size, so the masked blocks (empty bank slots) cost nothing.
 
     Returns:
       (B, Nq, H, Dv) in q's dtype.
@@ -53,9 +57,14 @@ def dot_product_attention(
     if dropout_rng is None or dropout_rate == 0.0:
         dropout_rate, dropout_rng = 0.0, None
     on_cpu = jax.default_backend() == "cpu"
-    if on_cpu and min(nq, nk) >= _BLOCKED_MIN_TOKENS:
+    if on_cpu and key_block is not None and key_mask is not None and nk > key_block:
+        out = _blocked_attention(
+            q, k, v, key_mask, dropout_rate, dropout_rng, min(nq, 2048), key_block
+        )
+    elif on_cpu and min(nq, nk) >= _BLOCKED_MIN_TOKENS:
         out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-    elif dropout_rng is not None:
+    elif dropout_rng is not None or v.shape[-1] != q.shape[-1]:
+        # the fused op needs values as wide as the queries
         out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
     else:
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Nk)
@@ -78,15 +87,17 @@ def _plain_attention(
     v: jax.Array,
     key_mask: jax.Array | None,
     dropout_rate: float,
-    dropout_rng: jax.Array,
+    dropout_rng: jax.Array | None,
 ) -> jax.Array:
-    """Materialized softmax with dropout on the probabilities; shapes as above."""
+    """Materialized softmax (dropout on the probabilities with a dropout_rng); shapes as
+    above."""
     scores = jnp.einsum("bqhd,bkhd->bhqk", q * (1.0 / math.sqrt(q.shape[-1])), k)
     if key_mask is not None:
         # a large finite negative keeps fully masked rows finite (their output is zeroed later)
         scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
     probs = jax.nn.softmax(scores, axis=-1)
-    probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
+    if dropout_rng is not None:
+        probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 

@@ -66,8 +66,15 @@ class RoPEAttention(nn.Module):
         k_rope: RopeTables,
         key_mask: jax.Array | None = None,
         deterministic: bool = True,
+        key_block: int | None = None,
     ) -> jax.Array:
-        """q: (B, Nq, E); k, v: (B, Nk, kv_in_dim); key_mask: (B or 1, Nk) bool or None.
+        """q: (B, Nq, E); k, v: (B, Nk, kv_in_dim); key_mask: (B or 1, Nk) bool or None;
+        key_block: see `dot_product_attention`.
+
+        With one head and values narrower than E (memory: kv_in_dim 64 < 256) the value
+        projection is taken after the attention, softmax(QK) (V Wv + b) = (softmax(QK) V) Wv
+        + b (probabilities sum to 1 over the attended keys): the product over keys runs at
+        kv_in_dim wide, 4x fewer FLOPs there.
 
         Returns:
           (B, Nq, E).
@@ -77,18 +84,34 @@ class RoPEAttention(nn.Module):
         )
         b, nq, nk = q.shape[0], q.shape[1], k.shape[1]
         head_dim = self.embedding_dim // self.num_heads
+        late_values = self.num_heads == 1 and v.shape[-1] < self.embedding_dim
         # (B, N, E) -> (B, N, H, D)
         q = dense(name="q_proj")(q).reshape(b, nq, self.num_heads, head_dim)
         k = dense(name="k_proj")(k).reshape(b, nk, self.num_heads, head_dim)
-        v = dense(name="v_proj")(v).reshape(b, nk, self.num_heads, head_dim)
+        v_proj = dense(name="v_proj")
+        if late_values:
+            v = v[:, :, None, :]  # (B, Nk, kv_in_dim) -> (B, Nk, 1, kv_in_dim)
+        else:
+            v = v_proj(v).reshape(b, nk, self.num_heads, head_dim)
         q = apply_rope(q, *q_rope)
         k = apply_rope(k, *k_rope)
         rng = None
         if not deterministic and self.dropout_rate > 0.0:
             rng = self.make_rng("dropout")
         out = dot_product_attention(
-            q, k, v, key_mask=key_mask, dropout_rate=self.dropout_rate, dropout_rng=rng
+            q,
+            k,
+            v,
+            key_mask=key_mask,
+            dropout_rate=self.dropout_rate,
+            dropout_rng=rng,
+            key_block=key_block,
         )
+        if late_values:
+            out = v_proj(out[:, :, 0])  # (B, Nq, kv_in_dim) -> (B, Nq, E)
+            if key_mask is not None:  # no attended key: a zero output, as without this
+                attended = jnp.broadcast_to(key_mask, (b, nk)).any(axis=1)
+                out = jnp.where(attended[:, None, None], out, 0.0)
         return dense(name="out_proj")(out.reshape(b, nq, self.embedding_dim))
 
 
@@ -132,9 +155,12 @@ class MemoryAttentionLayer(nn.Module):
 
         # Cross-attention: keys get the memory position encoding, queries and values do not.
         t = layer_norm(1e-5, "norm2", self.dtype)(x)
+        # blocks of whole memory frames (>= 1024 keys): empty bank slots are skipped
+        frame_block = t.shape[1] * -(-1024 // t.shape[1])
         t = attn(name="cross_attn_image")(
-            t, memory + memory_pos, memory, q_rope, k_rope, memory_mask, deterministic
-        )
+            t, memory + memory_pos, memory, q_rope, k_rope, memory_mask, deterministic,
+            frame_block,
+        )  # fmt: skip
         x = x + dropout()(t)
 
         t = layer_norm(1e-5, "norm3", self.dtype)(x)

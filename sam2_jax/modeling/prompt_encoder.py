@@ -173,3 +173,26 @@ class PromptEncoder(nn.Module):
         else:
             dense = self.embed_masks(masks)
         return sparse, dense
+
+
+def padded_points_mask(
+    point_valid: jax.Array, point_labels: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Fixed-shape (padded) points for the prompt encoder with `pad=True`.
+
+    Args:
+      point_valid: (B, P) bool, False for padding entries.
+      point_labels: (B, P) int labels.
+
+    Returns:
+      labels (B, P) with padding labelled -1, and the (B, P + 1) bool mask of the sparse
+      tokens the mask decoder attends to: the valid points and the appended "not a point"
+      token. With no valid point, slot 0 plays the reference's dummy point (label -1), so
+      the result equals the reference's call with only the valid points.
+    """
+    point_valid = point_valid.astype(bool)
+    b, p = point_valid.shape
+    dummy = ~point_valid.any(axis=1, keepdims=True) & (jnp.arange(p)[None] == 0)
+    labels = jnp.where(point_valid, point_labels, -1)
+    token_mask = jnp.concatenate([point_valid | dummy, jnp.ones((b, 1), bool)], axis=1)
+    return labels, token_mask

@@ -21,7 +21,7 @@ from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsam
 from sam2_jax.modeling.mask_decoder import MaskDecoder
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
-from sam2_jax.modeling.prompt_encoder import PromptEncoder
+from sam2_jax.modeling.prompt_encoder import PromptEncoder, padded_points_mask
 
 # Mask logit written where the object score says "not present" (reference NO_OBJ_SCORE).
 NO_OBJ_SCORE = -1024.0
@@ -168,15 +168,7 @@ class SAM2(nn.Module):
                 )
         sparse_mask = None
         if point_valid is not None:
-            point_valid = point_valid.astype(bool)  # (B, P)
-            # With no valid point, slot 0 plays the reference's dummy point (label -1).
-            dummy = ~point_valid.any(axis=1, keepdims=True) & (
-                jnp.arange(point_valid.shape[1])[None] == 0
-            )
-            point_labels = jnp.where(point_valid, point_labels, -1)
-            sparse_mask = jnp.concatenate(
-                [point_valid | dummy, jnp.ones((b, 1), bool)], axis=1
-            )  # (B, P + 1): the appended pad token is always valid
+            point_labels, sparse_mask = padded_points_mask(point_valid, point_labels)
         sparse, dense = prompt_encoder(point_coords, point_labels, mask_inputs, pad=True)
         if not isinstance(multimask_output, bool):
             return self._sam_heads_per_object_multimask(
