@@ -35,7 +35,7 @@ from sam2_jax.convert.state_dict import (
     export_state_dict,
     state_dict_to_params,
 )
-from sam2_jax.output_files import atomic
+from sam2_jax.output_files import atomic, write_text
 
 Format = Literal["reference", "hf", "converted"]
 PathLike = str | os.PathLike
@@ -249,7 +249,7 @@ def save_converted(
         "image_size": config.image_size,
         "source": source,
     }
-    (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     return out_dir
 
 

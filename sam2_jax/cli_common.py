@@ -39,14 +39,20 @@ def add_model_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights")
 
 
-def add_overwrite_argument(cmd: argparse.ArgumentParser, results: Sequence[str]) -> None:
-    """--overwrite: write into a non-empty --out, deleting an earlier run's `results` first."""
-    cmd.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write into a non-empty --out: the results of an earlier run there "
-        f"({', '.join(results)}) are deleted first; other files are kept",
-    )
+def add_overwrite_argument(
+    cmd: argparse.ArgumentParser, results: Sequence[str] | None = None
+) -> None:
+    """--overwrite: write into a non-empty --out folder, deleting an earlier run's `results`
+    first (`output_files.prepare_out_dir`); without `results`, --out is a file, which
+    --overwrite replaces (`output_files.check_new_file`)."""
+    if results is None:
+        text = "replace an existing --out file"
+    else:
+        text = (
+            "write into a non-empty --out: the results of an earlier run there "
+            f"({', '.join(results)}) are deleted first; other files are kept"
+        )
+    cmd.add_argument("--overwrite", action="store_true", help=text)
 
 
 def choose_model(args: argparse.Namespace) -> tuple[str | None, str | None]:

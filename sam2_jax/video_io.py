@@ -27,22 +27,24 @@ _JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 _FRAME_NUMBER = re.compile(r"[0-9]+")
 
 
-def list_frames(folder: str | os.PathLike) -> list[str]:
-    """JPEG frame paths of a video folder, sorted by the frame number each file is named by.
+def list_frames(folder: str | os.PathLike, suffixes: Sequence[str] = _JPEG_SUFFIXES) -> list[str]:
+    """Frame paths of a video folder (JPEGs, or the files ending in `suffixes`: the PNG masks
+    of `sam2-jax eval`), sorted by the frame number each file is named by.
 
     Raises:
-      ValueError: a JPEG not named by a number (e.g. "00000 (copy).jpg"), or two files of the
-        same number ("1.jpg" and "00001.jpg"); the message names the files.
+      ValueError: a frame file not named by a number (e.g. "00000 (copy).jpg"), or two files
+        of the same number ("1.jpg" and "00001.jpg"); the message names the files.
     """
     numbered: dict[int, str] = {}
     for name in sorted(os.listdir(folder)):
-        if not name.endswith(_JPEG_SUFFIXES):
+        if not name.endswith(tuple(suffixes)):
             continue
         stem = os.path.splitext(name)[0]
         if not _FRAME_NUMBER.fullmatch(stem):
+            example = suffixes[0]
             raise ValueError(
                 f"{os.fspath(folder)}: frame file {name!r} is not named by its frame number "
-                "(00000.jpg, 00001.jpg, ...): rename it or move it out of the folder"
+                f"(00000{example}, 00001{example}, ...): rename it or move it out of the folder"
             )
         number = int(stem)
         if number in numbered:

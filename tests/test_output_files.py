@@ -1,6 +1,7 @@
-"""Output folders and files: a non-empty --out (or an existing export target) is refused
-before any model is built unless --overwrite; results are written atomically; `sam2-jax eval`
-reads grey 0/255 masks as binary and reports bad folders in one line."""
+"""Output folders and files: a non-empty --out (or an existing export target, eval scores
+file or training export folder) is refused before any model is built unless --overwrite;
+results are written atomically; `sam2-jax eval` reads grey 0/255 masks as binary and reports
+bad folders and mask files not named by their frame number in one line."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import Image
 from sam2_jax import cli, output_files
 from sam2_jax.evaluation import evaluate_folders
 from sam2_jax.evaluation.vos import BinaryMasksWarning, read_video_masks
+from tests.train_standin import damage_checkpoint
 
 
 def _error(argv: list[str], capsys) -> str:
@@ -138,3 +140,88 @@ def test_eval_errors_are_one_line(tmp_path, capsys):
     _masks(tmp_path / "pred" / "v", [np.zeros((8, 8)), np.zeros((9, 8)), np.zeros((8, 8))])
     got = _error(["eval", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")], capsys)
     assert "mask 00001.png is 8x9 but 00000.png is 8x8" in got
+    (tmp_path / "pred" / "v" / "00002.png").unlink()  # a frame fewer than the ground truth
+    got = _error(["eval", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")], capsys)
+    assert got.endswith(f"{tmp_path / 'pred' / 'v'}: missing masks for frames ['00002.png']")
+    gt_video = tmp_path / "gt" / "v"
+    (gt_video / "00001 (copy).png").write_bytes((gt_video / "00001.png").read_bytes())
+    got = _error(["eval", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")], capsys)
+    assert got.endswith(
+        f"{gt_video}: frame file '00001 (copy).png' is not named by its frame number "
+        "(00000.png, 00001.png, ...): rename it or move it out of the folder"
+    )
+
+
+def test_eval_and_eval_synthetic_refuse_an_existing_out_file(tmp_path, capsys):
+    frames = [np.zeros((8, 8), np.uint8) for _ in range(3)]
+    for f in frames:
+        f[2:6, 2:6] = 1  # object 1
+    _masks(tmp_path / "gt" / "v", frames, mode="P")
+    _masks(tmp_path / "pred" / "v", frames, mode="P")
+    out = tmp_path / "scores.json"
+    out.write_text("keep me")
+    folders = ["--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")]
+    refused = f"--out '{out}' exists: give --overwrite to replace it"
+    got = _error(["eval", *folders, "--out", str(out)], capsys)
+    assert got == f"sam2-jax eval: error: {refused}"
+    got = _error(["eval-synthetic", "--videos", "1", "--out", str(out)], capsys)
+    assert got == f"sam2-jax eval-synthetic: error: {refused}"  # before the model is built
+    got = _error(["eval", *folders, "--out", str(tmp_path)], capsys)
+    assert got == f"sam2-jax eval: error: --out '{tmp_path}' is a folder, not a file"
+    assert out.read_text() == "keep me"
+    cli.main(["eval", *folders, "--out", str(out), "--overwrite"])
+    assert json.loads(out.read_text())["videos"]["v"]["1"]["J&F"] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "pred", "scores.json"]
+
+
+def _run_checkpoint(workdir, step: int) -> None:
+    """A training run's checkpoint as train-export reads it: random sam2.1_hiera_nano params."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from sam2_jax.config import get_config
+    from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
+
+    model = SAM2(get_config("sam2.1_hiera_nano", image_size=64))
+    params = jax.device_get(quick_random_params(model, 0))
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(
+            (workdir / "checkpoints" / str(step) / "state").absolute(), {"params": params}
+        )
+
+
+def test_train_export_refuses_a_non_empty_out_before_reading_the_run(tmp_path, capsys):
+    (tmp_path / "run" / "checkpoints" / "4").mkdir(parents=True)  # not read by the refusals
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["train-export", "--workdir", str(tmp_path / "run"), "--model", "sam2.1_hiera_nano"]
+    argv += ["--image-size", "64", "--out", str(out)]
+    assert _error(argv, capsys) == (
+        f"sam2-jax train-export: error: --out '{out}' is not empty (1 entries: notes.txt): give "
+        "--overwrite to replace the results of an earlier run there, or a new folder"
+    )
+    got = _error([*argv, "--step", "2"], capsys)  # the step is checked first
+    assert got.startswith("sam2-jax train-export: error: no checkpoint of step 2 in ")
+    assert got.endswith("(have [4])") and [p.name for p in out.iterdir()] == ["notes.txt"]
+
+    # --overwrite replaces an earlier export there and keeps the user's file
+    (tmp_path / "run" / "checkpoints" / "4").rmdir()
+    _run_checkpoint(tmp_path / "run", 4)
+    (out / "params").mkdir()
+    (out / "params" / "stale").write_text("an earlier export")
+    (out / "config.json").write_text("{}")
+    cli.main([*argv, "--overwrite", "--dtype", "float16"])
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "notes.txt", "params"]
+    assert not (out / "params" / "stale").exists()
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["name"] == "sam2.1_hiera_nano" and meta["source"].endswith("step 4 (float16)")
+
+    # a damaged run checkpoint is one line too
+    damage_checkpoint(tmp_path / "run" / "checkpoints" / "4")
+    got = _error([*argv, "--overwrite"], capsys)
+    assert got.startswith(
+        f"sam2-jax train-export: error: checkpoint step 4 in {tmp_path / 'run' / 'checkpoints'}"
+        " is unreadable ("
+    )
+    assert "\n" not in got

@@ -3,11 +3,13 @@
 - 8 fake CPU devices (conftest), mesh data=4 x fsdp=2: the sharded run equals the
   single-device run, and params / optimizer moments really are split over `fsdp`.
 - Resume: a run stopped after a checkpoint (or cut off by `stop_at_step`) and continued
-  equals the uninterrupted run.
-- A damaged checkpoint is refused with CorruptCheckpointError.
+  equals the uninterrupted run; a run with nothing left to train is refused up front.
+- A damaged checkpoint is refused with CorruptCheckpointError; the CLI says so in one line
+  naming the previous step, and `--resume-previous` sets it aside and resumes from there.
 - The CLI killed with SIGKILL mid-run and started again reproduces the uninterrupted run's
-  params and loss curve; a 2-process run (jax.distributed on 127.0.0.1, gloo collectives)
-  trains, checkpoints and equals it too.
+  params and loss curve, on the stand-in and on the real SAM 2 objective (the smallest
+  model, exactly); a 2-process run (jax.distributed on 127.0.0.1, gloo collectives) trains,
+  checkpoints and equals it too.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ import numpy as np
 import pytest
 
 from sam2_jax.train.checkpointing import Checkpointer, CorruptCheckpointError
-from sam2_jax.train.config import TrainConfig
+from sam2_jax.train.config import ConfigError, TrainConfig
+from sam2_jax.train.export import read_run_params
 from sam2_jax.train.loop import train
 from sam2_jax.train.task import remat
-from tests.train_standin import STEPS, ArrayBatches, standin_config, standin_task
+from tests.train_standin import (
+    STEPS,
+    ArrayBatches,
+    damage_checkpoint,
+    standin_config,
+    standin_task,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6  # float32 reductions in another order (sharded, other processes)
@@ -156,7 +165,7 @@ def test_stop_at_step_then_rerun_equals_uninterrupted(single, tmp_path):
     assert second["resumed_from"] == 3
     assert_trees_close(second["state"], ref["state"])
     np.testing.assert_allclose(losses(second["history"]), losses(ref["history"])[3:], rtol=RTOL)
-    with pytest.raises(ValueError, match="stop_at_step must be >= 1"):
+    with pytest.raises(ConfigError, match=r"stop_at_step=0: must be >= 1"):
         run(dataclasses.replace(cfg, stop_at_step=0), devices=jax.devices()[:1])
 
 
@@ -172,6 +181,19 @@ def test_resuming_under_another_recipe_is_refused(tmp_path):
     longer = run(dataclasses.replace(cfg, steps=3), devices=jax.devices()[:1])
     assert longer["resumed_from"] == 2 and int(longer["state"].step) == 3
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
+    # nothing left to train: refused before the task is built
+    for short, message in (
+        (dict(steps=3), "steps=3"),
+        (dict(steps=5, stop_at_step=2), "stop_at_step=2"),
+    ):
+        with pytest.raises(ConfigError, match=rf"^{message}: the run in .* is already at step 3"):
+            train(dataclasses.replace(cfg, **short), task=None, data=iter(()), log=print)
+
+
+def _abstract(state):
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
 
 
 def test_damaged_checkpoint_is_refused(single, tmp_path):
@@ -183,24 +205,48 @@ def test_damaged_checkpoint_is_refused(single, tmp_path):
     shutil.copytree(src, ckpt_dir)
     manager = Checkpointer(str(ckpt_dir), cfg.checkpoint)
     assert manager.latest_step() == STEPS
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), ref["state"]
-    )
+    abstract = _abstract(ref["state"])
     state, data_state = manager.restore(STEPS, abstract)  # intact: restores, verified
     assert_trees_close(state, ref["state"], rtol=0, atol=0)
     assert data_state == {"index": STEPS}
-    # flip bytes in the middle of every array data file of the newest step
-    files = [p for p in (ckpt_dir / str(STEPS) / "state").rglob("*") if p.is_file()]
-    data_files = [p for p in files if "/d/" in str(p)] or files
-    for path in data_files:
-        raw = bytearray(path.read_bytes())
-        for i in range(len(raw) // 2, min(len(raw), len(raw) // 2 + 8)):
-            raw[i] ^= 0xFF
-        path.write_bytes(bytes(raw))
-    with pytest.raises(CorruptCheckpointError, match=f"{STEPS}"):
+    damage_checkpoint(ckpt_dir / str(STEPS))
+    with pytest.raises(CorruptCheckpointError, match=f"step {STEPS} in {ckpt_dir} is unreadable"):
         Checkpointer(str(ckpt_dir), cfg.checkpoint).restore(STEPS, abstract)
     # an earlier step was untouched and still restores
     Checkpointer(str(ckpt_dir), cfg.checkpoint).restore(STEPS - 2, abstract)
+
+
+def test_restore_newest_names_or_falls_back_to_the_previous_step(single, tmp_path):
+    """The newest step unreadable: refused naming the step before it; with fall_back it is
+    moved to checkpoints_unreadable/ and that one restores. None readable: refused, and
+    nothing is moved."""
+    import shutil
+
+    cfg, ref = single
+    ckpt_dir = tmp_path / "checkpoints"
+    shutil.copytree(pathlib.Path(cfg.workdir) / "checkpoints", ckpt_dir)
+    kept = sorted(int(p.name) for p in ckpt_dir.iterdir())  # keep=3: steps 4, 6, 8
+    newest, previous = kept[-1], kept[-2]
+    damage_checkpoint(ckpt_dir / str(newest))
+    manager = Checkpointer(str(ckpt_dir), cfg.checkpoint)
+    abstract = _abstract(ref["state"])
+    with pytest.raises(CorruptCheckpointError) as caught:
+        manager.restore_newest(abstract)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint step {newest} in {ckpt_dir} is unreadable (")
+    assert message.endswith(f"rerun with --resume-previous to resume from the previous one "
+                            f"(step {previous})") and "\n" not in message  # fmt: skip
+    lines = []
+    step, _, data_state = manager.restore_newest(abstract, fall_back=True, log=lines.append)
+    assert (step, data_state) == (previous, {"index": previous})
+    assert (tmp_path / "checkpoints_unreadable" / str(newest) / "state").is_dir()
+    assert manager.all_steps() == kept[:-1] and lines[0].startswith("warning: checkpoint step")
+
+    for step in kept[:-1]:
+        damage_checkpoint(ckpt_dir / str(step))
+    with pytest.raises(CorruptCheckpointError, match=r"no checkpoint in .* is readable"):
+        manager.restore_newest(abstract, fall_back=True, log=lines.append)
+    assert Checkpointer(str(ckpt_dir), cfg.checkpoint).all_steps() == kept[:-1]
 
 
 # ------------------------------------------------------------------ subprocesses (CLI)
@@ -226,9 +272,31 @@ def _env(**extra) -> dict:
     return env
 
 
-def _cli(config: pathlib.Path, workdir: pathlib.Path) -> list[str]:
+def _cli(config: pathlib.Path | str, workdir: pathlib.Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sam2_jax.cli", "train", "--config", str(config),
-            "--workdir", str(workdir)]  # fmt: skip
+            "--workdir", str(workdir), *extra]  # fmt: skip
+
+
+def _finish(command: list[str]) -> subprocess.CompletedProcess:
+    """Runs a training command to its end; it must succeed."""
+    done = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    return done
+
+
+def _kill_after_checkpoint(command: list[str], workdir: pathlib.Path, step: int, last: int):
+    """Starts a training command and SIGKILLs it as soon as checkpoint `step` is on disk,
+    before it saved step `last` (else the test could not test resuming)."""
+    proc = subprocess.Popen(command, env=_env(), cwd=REPO, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while not (workdir / "checkpoints" / str(step)).is_dir():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, f"no checkpoint at step {step}"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (workdir / "checkpoints" / str(last)).exists(), "killed too late to test resume"
 
 
 def _metrics(workdir: pathlib.Path) -> list[float]:
@@ -248,19 +316,73 @@ def test_sigkill_and_resume_reproduces_the_run(single, tmp_path):
     _, ref = single
     config = _config_file(tmp_path, delay_s=0.4)
     workdir = tmp_path / "run"
-    proc = subprocess.Popen(_cli(config, workdir), env=_env(), cwd=REPO, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not (workdir / "checkpoints" / "4").is_dir():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint at step 4"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    assert not (workdir / "checkpoints" / str(STEPS)).exists(), "killed too late to test resume"
-    done = subprocess.run(_cli(config, workdir), env=_env(), cwd=REPO, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    _kill_after_checkpoint(_cli(config, workdir), workdir, step=4, last=STEPS)
+    done = _finish(_cli(config, workdir))
     assert b"resumed from step" in done.stdout
+    np.testing.assert_allclose(_metrics(workdir), losses(ref["history"]), rtol=RTOL)
+    assert_trees_close(_restore_final(workdir, ref["state"]), ref["state"])
+
+
+# The real SAM 2 objective, as small as it gets: the default model's image phase
+# (configs/train/default_model.py: single frames of synthetic shapes, a click or a box plus a
+# correction click per object) on sam2.1_hiera_nano from random weights at 64 px.
+REAL_STEPS = 8
+REAL_RUN = (
+    "image_size=64",
+    "batch_size=2",
+    f"steps={REAL_STEPS}",
+    "init_checkpoint=None",
+    "data_options=(('video_frames', 1), ('num_workers', 0), ('num_threads', 0))",
+    "optim.warmup_steps=2",
+    "log_every=1",
+    "checkpoint.every_steps=2",
+    "checkpoint.keep=3",
+)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_reproduces_a_real_sam2_run(tmp_path):
+    """Killed with SIGKILL after its step-2 checkpoint (a later save may be cut short) and
+    rerun, the real objective's run ends with exactly the params and losses of the
+    uninterrupted run: the same program on the same device, so the same bits."""
+    command = lambda workdir: _cli("default_model:image", workdir, *REAL_RUN)
+    uninterrupted, workdir = tmp_path / "uninterrupted", tmp_path / "killed"
+    _finish(command(uninterrupted))  # compiles the step into the cache the others read
+    _kill_after_checkpoint(command(workdir), workdir, step=2, last=REAL_STEPS)
+    done = _finish(command(workdir))
+    assert b"resumed from step" in done.stdout
+    assert _metrics(workdir) == _metrics(uninterrupted) and len(_metrics(workdir)) == REAL_STEPS
+    (step, params), (ref_step, ref_params) = map(read_run_params, (workdir, uninterrupted))
+    assert step == ref_step == REAL_STEPS
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(ref_params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), jax.tree_util.keystr(path))
+
+
+def test_unreadable_checkpoint_is_one_line_and_resume_previous_continues(single, tmp_path):
+    """The CLI on a run whose newest checkpoint is damaged: one line on stderr naming it and
+    the step before it, exit status 1; with --resume-previous it trains on from that step
+    and ends as the uninterrupted run."""
+    _, ref = single
+    config = _config_file(tmp_path, delay_s=0.0)
+    workdir = tmp_path / "run"
+    _finish(_cli(config, workdir, "steps=4"))  # checkpoints 2 and 4 (warmup: as the 8-step run)
+    damage_checkpoint(workdir / "checkpoints" / "4")
+    refused = subprocess.run(_cli(config, workdir), env=_env(), cwd=REPO, capture_output=True)
+    assert refused.returncode == 1
+    lines = refused.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"sam2-jax train: error: checkpoint step 4 in {workdir / 'checkpoints'} is unreadable ("
+    )
+    assert lines[0].endswith(
+        "rerun with --resume-previous to resume from the previous one (step 2)"
+    )
+    done = _finish(_cli(config, workdir, "--resume-previous"))
+    out = done.stdout.decode()
+    assert f"moved the unreadable checkpoint step 4 to {workdir}/checkpoints_unreadable/4" in out
+    assert "resumed from step 2" in out and "Traceback" not in done.stderr.decode()
     np.testing.assert_allclose(_metrics(workdir), losses(ref["history"]), rtol=RTOL)
     assert_trees_close(_restore_final(workdir, ref["state"]), ref["state"])
 

@@ -1,4 +1,5 @@
-"""A small stand-in training task and in-memory data for the loop's tests.
+"""A small stand-in training task and in-memory data for the loop's tests (and a way to damage
+a checkpoint).
 
 The loop only sees `Task(params, loss_fn)` and a batch iterator, so its machinery (sharding,
 optimizer, checkpoints, resume, several processes) is tested on a per-pixel two-layer network
@@ -112,6 +113,16 @@ class ArrayBatches:
 
     def set_state(self, state: dict) -> None:
         self.index = int(state["index"])
+
+
+def damage_checkpoint(step_dir: pathlib.Path) -> None:
+    """Flips bytes in the middle of every array data file of a checkpoint step's state."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+    for path in [p for p in files if "/d/" in str(p)] or files:
+        raw = bytearray(path.read_bytes())
+        for i in range(len(raw) // 2, min(len(raw), len(raw) // 2 + 8)):
+            raw[i] ^= 0xFF
+        path.write_bytes(bytes(raw))
 
 
 def array_data(cfg, *, seed, shard_index, shard_count, delay_s=0.0):

@@ -1,8 +1,17 @@
-"""`sam2-jax train --config <name or file> [key=value ...]`: runs `sam2_jax.train.loop.train`."""
+"""`sam2-jax train --config <name or file> [key=value ...]`: runs `sam2_jax.train.loop.train`.
+
+Errors a user can fix are one line on stderr, before anything slow: a bad config or override
+(`sam2-jax train: error: batch_size='abc': expected an integer, got str`, exit status 2, as
+argparse's), and an unreadable newest checkpoint (exit status 1; `--resume-previous` sets it
+aside and resumes from the newest readable one).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+PROG = "sam2-jax train"
 
 
 def add_parser(commands) -> None:
@@ -18,19 +27,41 @@ def add_parser(commands) -> None:
     )
     p.add_argument("--config", required=True, help="config name under configs/train/ or a .py file")
     p.add_argument("--workdir", help="run directory (default: the config's)")
+    p.add_argument(
+        "--resume-previous",
+        action="store_true",
+        help="when the newest checkpoint is unreadable, move it to <workdir>/"
+        "checkpoints_unreadable/ and resume from the newest readable one",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(run=run_train)
 
 
+def _usage_error(err: Exception) -> SystemExit:
+    """One line on stderr and exit status 2 (a bad command line, as argparse reports it)."""
+    print(f"{PROG}: error: {err}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def run_train(args: argparse.Namespace) -> None:
-    from sam2_jax.train.config import apply_overrides, load_config
-    from sam2_jax.train.loop import train
+    from sam2_jax.train.checkpointing import CorruptCheckpointError
+    from sam2_jax.train.config import ConfigError, apply_overrides, load_config
 
     overrides = list(args.overrides)
     if args.workdir:
         overrides.append(f"workdir={args.workdir!r}")
-    cfg = apply_overrides(load_config(args.config), overrides)
-    result = train(cfg)
+    try:
+        cfg = apply_overrides(load_config(args.config), overrides)
+    except (ValueError, FileNotFoundError) as err:  # ConfigError, or a config's own check
+        raise _usage_error(err) from err
+    from sam2_jax.train.loop import train
+
+    try:
+        result = train(cfg, resume_previous=args.resume_previous)
+    except ConfigError as err:
+        raise _usage_error(err) from err
+    except CorruptCheckpointError as err:
+        raise SystemExit(f"{PROG}: error: {err}") from err
     if result["history"]:
         step, last = result["history"][-1]
         print(f"done: step {step}, loss {last['loss']:.4f}; metrics in {cfg.workdir}")

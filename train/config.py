@@ -3,16 +3,30 @@
 A config file is plain Python (no ml_collections): it returns a `TrainConfig`. Command-line
 overrides `key.sub=value` replace fields by dotted path (`apply_overrides`); the value is
 parsed as a Python literal when it is one (numbers, tuples, None, True), else kept as text.
+
+`validate` checks every field against its annotated type and its allowed range (`RULES`), so
+a bad value (`batch_size=abc`, `checkpoint.every_steps=0`) is refused in one line naming the
+key and the value before anything is built or compiled; `apply_overrides` and the loop both
+call it. Every such error is a `ConfigError`.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import importlib.util
+import math
 import os
 import pathlib
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """A training config (or override) that cannot run; the message names the key and value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +117,11 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
 
     `name:phase` (or `file.py:phase`) runs `get_config(phase)` of a config that holds the
     phases of one recipe (e.g. `default_model:image`).
+
+    Raises:
+      FileNotFoundError: no such config.
+      ConfigError: the file defines no `get_config()`, or it returns a config `validate`
+        refuses.
     """
     path, _, phase = os.fspath(path).partition(":")
     file = pathlib.Path(path)
@@ -114,49 +133,201 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{file} defines no get_config()")
+        raise ConfigError(f"{file} defines no get_config()")
     config = module.get_config(phase) if phase else module.get_config()
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"{file}: get_config() returned {type(config).__name__}, not TrainConfig")
+        raise ConfigError(f"{file}: get_config() returned {type(config).__name__}, not TrainConfig")
+    validate(config)
     return config
 
 
-def _parse_value(text: str) -> Any:
+def field_types(node: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of a config class ("optim.base_lr") -> its annotated type."""
+    hints = typing.get_type_hints(node)
+    keys: dict[str, Any] = {}
+    for field in dataclasses.fields(node):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            keys.update(field_types(hint, f"{prefix}{field.name}."))
+        else:
+            keys[f"{prefix}{field.name}"] = hint
+    return keys
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The alternatives of a union type (`int | None` -> (int, NoneType)), else (hint,)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _is_pairs(value: Any) -> bool:
+    """A tuple of (name, value) pairs, the shape of every tuple field of the config."""
+    return isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value
+    )
+
+
+def _fits(value: Any, option: Any) -> bool:
+    """Whether `value` has the type `option` (an int is a float; a bool is no number)."""
+    if option is type(None):
+        return value is None
+    if option in (int, float) and isinstance(value, bool):
+        return False
+    if option is float:
+        return isinstance(value, int | float)
+    if typing.get_origin(option) is tuple:
+        return _is_pairs(value)
+    return isinstance(value, option)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "True or False", str: "text"}
+
+
+def _describe(hint: Any) -> str:
+    """`int | None` -> "an integer or None"."""
+    words = [
+        "None" if o is type(None) else _TYPE_NAMES.get(o, "a tuple of (name, value) pairs")
+        for o in _options(hint)
+    ]
+    return " or ".join(words)
+
+
+def _coerce(text: str, hint: Any) -> Any:
+    """An override's text -> its value for a field of type `hint`: a Python literal when it is
+    one, else the text; an integer for a float field becomes a float, a literal for a text
+    field stays the text (`workdir=2024` is the folder '2024'), lists become tuples."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    options = _options(hint)
+    if value is None:
+        return value
+    if float in options and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if str in options and not isinstance(value, str):
         return text
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+Rule = tuple[Callable[[Any], bool], str]  # (allowed(value), what is allowed)
+_AT_LEAST_1: Rule = (lambda v: v >= 1, "must be >= 1")
+_NON_NEGATIVE: Rule = (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0")
+_POSITIVE: Rule = (lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0")
+_BELOW_1: Rule = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+# The range of every field that has one (its type is checked for every field).
+RULES: dict[str, Rule] = {
+    "image_size": _AT_LEAST_1,
+    "num_frames": _AT_LEAST_1,
+    "max_objects": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1,
+    "steps": _AT_LEAST_1,
+    "stop_at_step": (lambda v: v is None or v >= 1, "must be >= 1 (or None: run all steps)"),
+    "compute_dtype": (lambda v: v in COMPUTE_DTYPES, f"must be one of {', '.join(COMPUTE_DTYPES)}"),
+    "drop_path_rate": _BELOW_1,
+    "log_every": _AT_LEAST_1,
+    "optim.base_lr": _NON_NEGATIVE,
+    "optim.vision_lr": _NON_NEGATIVE,
+    "optim.schedule": (lambda v: v in ("cosine", "constant"), "must be 'cosine' or 'constant'"),
+    "optim.end_lr_ratio": _NON_NEGATIVE,
+    "optim.warmup_steps": (lambda v: v >= 0, "must be >= 0"),
+    "optim.weight_decay": _NON_NEGATIVE,
+    "optim.layer_decay": _POSITIVE,
+    "optim.b1": _BELOW_1,
+    "optim.b2": _BELOW_1,
+    "optim.eps": _POSITIVE,
+    "optim.clip_norm": (lambda v: v is None or _POSITIVE[0](v), "must be > 0 (or None: no clip)"),
+    "mesh.data": (lambda v: v == -1 or v >= 1, "must be >= 1, or -1 (every device fsdp leaves)"),
+    "mesh.fsdp": _AT_LEAST_1,
+    "mesh.fsdp_min_size": _AT_LEAST_1,
+    "checkpoint.every_steps": _AT_LEAST_1,
+    "checkpoint.keep": _AT_LEAST_1,
+}
+
+
+def _get(config: TrainConfig, key: str) -> Any:
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Checks every field's type and range; returns `config`.
+
+    Raises:
+      ConfigError: "key=value: what is expected" for the first field that is wrong.
+    """
+    for key, hint in field_types().items():
+        value = _get(config, key)
+        if not any(_fits(value, option) for option in _options(hint)):
+            raise ConfigError(
+                f"{key}={value!r}: expected {_describe(hint)}, got {type(value).__name__}"
+            )
+        allowed, rule = RULES.get(key, (lambda v: True, ""))
+        if not allowed(value):
+            raise ConfigError(f"{key}={value!r}: {rule}")
+    return config
+
+
+def unknown_name(what: str, name: str, names: list[str], *, owner: str, prefix: str = "") -> str:
+    """The message for a `name` that is none of `names`: the close ones, else all of them
+    ("unknown WHAT 'name': did you mean a?", "...; OWNER has a, b, c"), each shown after
+    `prefix` (the name's group, which takes no part in the matching)."""
+    close = difflib.get_close_matches(name, names)
+    head = f"unknown {what} {prefix + name!r}"
+    if close:
+        return f"{head}: did you mean {' or '.join(prefix + c for c in close)}?"
+    return f"{head}; {owner} has {', '.join(sorted(names))}"
+
+
+def _unknown_key(key: str, keys: dict[str, Any]) -> ConfigError:
+    """The error for a key that is no field: a group's fields, close matches (within the
+    key's group when it names one), or the names the config has."""
+    fields = [k for k in keys if k.startswith(f"{key}.")]
+    if fields:
+        return ConfigError(f"config key {key!r} is a group; set one of {', '.join(fields)}")
+    group, _, name = key.rpartition(".")
+    names = [k[len(group) + 1 :] for k in keys if k.startswith(f"{group}.")]
+    if names:
+        return ConfigError(unknown_name("config key", name, names, owner=group, prefix=f"{group}."))
+    close = difflib.get_close_matches(key, list(keys))
+    if close:
+        return ConfigError(f"unknown config key {key!r}: did you mean {' or '.join(close)}?")
+    top = sorted({k.split(".")[0] for k in keys})
+    return ConfigError(f"unknown config key {key!r}; the config has {', '.join(top)}")
+
+
+def _replace(node: Any, parts: list[str], value: Any) -> Any:
+    """`node` with the field at the dotted path `parts` set to `value`."""
+    if len(parts) > 1:
+        value = _replace(getattr(node, parts[0]), parts[1:], value)
+    return dataclasses.replace(node, **{parts[0]: value})
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Returns `config` with every `dotted.key=value` applied, e.g. `optim.base_lr=1e-5`.
+    """Returns `config` with every `dotted.key=value` applied, e.g. `optim.base_lr=1e-5`,
+    validated (`validate`).
 
     Raises:
-      ValueError: an override without '=', or naming a field the config does not have.
+      ConfigError: an override without '=', naming a key the config does not have (with the
+        close matches), or giving a value of the wrong type or out of range.
     """
+    keys = field_types()
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        config = _replace_path(config, key.strip().split("."), _parse_value(text.strip()), key)
-    return config
-
-
-def _replace_path(node: Any, parts: list[str], value: Any, full_key: str) -> Any:
-    fields = {f.name for f in dataclasses.fields(node)}
-    if parts[0] not in fields:
-        known = ", ".join(sorted(fields))
-        raise ValueError(f"unknown config key {full_key!r}: {type(node).__name__} has {known}")
-    current = getattr(node, parts[0])
-    if len(parts) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise ValueError(f"config key {full_key!r}: {parts[0]!r} has no sub-fields")
-        value = _replace_path(current, parts[1:], value, full_key)
-    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif dataclasses.is_dataclass(current):
-        raise ValueError(f"config key {full_key!r} is a group; set one of its fields")
-    return dataclasses.replace(node, **{parts[0]: value})
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. steps=200)")
+        if key not in keys:
+            raise _unknown_key(key, keys)
+        config = _replace(config, key.split("."), _coerce(text.strip(), keys[key]))
+    return validate(config)
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -201,7 +372,7 @@ def check_resume(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
     allowed = lambda key: key.split(".")[0] in RESUMABLE_CHANGES
     refused = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items() if not allowed(k)]
     if refused:
-        raise ValueError(
+        raise ConfigError(
             f"{config.workdir} holds a run recorded with another config, and resuming it would "
             f"continue its state under a different recipe: {'; '.join(refused)}. Use a new "
             f"workdir, or the recorded values (config.json). A resumed run may change only: "

@@ -3,6 +3,9 @@
 The result loads like any converted checkpoint (`build_sam2(None, out_dir)`, `--checkpoint
 out_dir`): `params/` (Orbax) and `config.json` (variant and input size). Weights can be
 stored in float16 to halve the size; they are read back as float32.
+
+A non-empty output folder is refused before the run is read, unless `--overwrite` (which
+deletes an earlier export there first); both files are written atomically.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import pathlib
 import jax
 import numpy as np
 
+from sam2_jax.cli_common import add_overwrite_argument
+from sam2_jax.output_files import prepare_out_dir
 
-def read_run_params(workdir: str, step: int | None = None) -> tuple[int, dict]:
-    """(step, params tree with numpy leaves) of a run's checkpoint (default: the newest).
+RESULTS = ("params", "config.json")  # what an export writes into its folder
+
+
+def run_step(workdir: str, step: int | None = None) -> tuple[pathlib.Path, int]:
+    """(checkpoints folder, step) of a run's checkpoint (default: the newest), nothing read.
 
     Raises:
       FileNotFoundError: no checkpoint in `<workdir>/checkpoints` (or not `step`).
     """
-    import orbax.checkpoint as ocp
-
     root = pathlib.Path(workdir, "checkpoints").absolute()
     steps = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
     if not steps:
@@ -30,7 +36,22 @@ def read_run_params(workdir: str, step: int | None = None) -> tuple[int, dict]:
     step = steps[-1] if step is None else step
     if step not in steps:
         raise FileNotFoundError(f"no checkpoint of step {step} in {root} (have {steps})")
-    with ocp.StandardCheckpointer() as checkpointer:
+    return root, step
+
+
+def read_run_params(workdir: str, step: int | None = None) -> tuple[int, dict]:
+    """(step, params tree with numpy leaves) of a run's checkpoint (default: the newest).
+
+    Raises:
+      FileNotFoundError: no checkpoint in `<workdir>/checkpoints` (or not `step`).
+      CorruptCheckpointError: Orbax cannot read it (one line).
+    """
+    import orbax.checkpoint as ocp
+
+    from sam2_jax.train.checkpointing import reading
+
+    root, step = run_step(workdir, step)
+    with reading(root, step), ocp.StandardCheckpointer() as checkpointer:
         state = checkpointer.restore(root / str(step) / "state")
     return step, state["params"]
 
@@ -49,15 +70,22 @@ def export_run(
 
     The tree is checked strictly against the variant (missing / extra / misshaped leaves
     raise) by reading the written directory back with `load_checkpoint`.
+
+    Raises:
+      FileNotFoundError: the run has no such checkpoint (checked first).
+      ValueError: `out_dir` is a file, or not empty without `overwrite` (checked before
+        the run's params are read).
     """
     from sam2_jax.config import get_config
     from sam2_jax.convert.checkpoint_io import load_checkpoint, save_converted
 
     config = get_config(model, image_size=image_size)
+    _, step = run_step(workdir, step)
+    prepare_out_dir(out_dir, overwrite=overwrite, results=RESULTS)
     step, params = read_run_params(workdir, step)
     source = f"{os.path.abspath(workdir)} step {step} ({dtype})"
     params = jax.tree.map(lambda a: np.asarray(a).astype(dtype), params)
-    out = save_converted(params, config, out_dir, overwrite=overwrite, source=source)
+    out = save_converted(params, config, out_dir, source=source)
     load_checkpoint(out)  # strict read-back
     return out
 
@@ -72,14 +100,16 @@ def add_parser(commands) -> None:
     p.add_argument("--workdir", required=True, help="the run directory (holds checkpoints/)")
     p.add_argument("--model", required=True, help="the run's model variant, e.g. sam2.1_hiera_mini")
     p.add_argument("--image-size", type=int, required=True, help="the run's image size")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    p.add_argument("--overwrite", action="store_true")
+    add_overwrite_argument(p, RESULTS)
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> None:
+    from sam2_jax.train.checkpointing import CorruptCheckpointError
+
     try:
         out = export_run(
             args.workdir,
@@ -90,7 +120,7 @@ def run_export(args: argparse.Namespace) -> None:
             dtype=args.dtype,
             overwrite=args.overwrite,
         )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, CorruptCheckpointError) as err:
         raise SystemExit(f"sam2-jax train-export: error: {err}") from err
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"exported {args.workdir} -> {out} ({size / 2**20:.1f} MiB)")

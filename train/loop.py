@@ -4,7 +4,8 @@ Phases of `train(cfg)`:
 1. devices: `jax.distributed` (when launched on several processes) and the (data, fsdp) mesh;
 2. task: initial params and the loss (`TrainConfig.task`), the optimizer;
 3. state: `TrainState` placed with its shardings, or restored from the newest checkpoint
-   (params, optimizer state, step, RNG and the data iterator's position);
+   (params, optimizer state, step, RNG and the data iterator's position; an unreadable one
+   stops the run, or with `resume_previous` is set aside for the newest readable one);
 4. the step: `jax.jit(train_step, in_shardings, out_shardings, donate_argnums=0)`, compiled
    ahead of time so its memory use is reported;
 5. the loop: one batch per step, metrics to `<workdir>/metrics.jsonl` (and TensorBoard when
@@ -27,7 +28,7 @@ import optax
 
 from sam2_jax.train import sharding as shd
 from sam2_jax.train.checkpointing import Checkpointer
-from sam2_jax.train.config import TrainConfig, check_resume, to_dict
+from sam2_jax.train.config import ConfigError, TrainConfig, check_resume, to_dict, validate
 from sam2_jax.train.optim import make_optimizer
 from sam2_jax.train.task import LossFn, Task, import_function
 
@@ -120,6 +121,20 @@ def initialize_distributed() -> None:
         )
 
 
+def check_run_length(cfg: TrainConfig, resume_step: int | None) -> None:
+    """Raises ConfigError when a run resumed at `resume_step` would have nothing to train."""
+    if resume_step is None:
+        return
+    key, end = ("steps", cfg.steps)
+    if cfg.stop_at_step is not None and cfg.stop_at_step < cfg.steps:
+        key, end = ("stop_at_step", cfg.stop_at_step)
+    if end <= resume_step:
+        raise ConfigError(
+            f"{key}={end}: the run in {cfg.workdir} is already at step {resume_step}, so there "
+            f"is nothing to train; give {key} > {resume_step} to train on, or a new workdir"
+        )
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -127,6 +142,7 @@ def train(
     data: Iterator[dict] | None = None,
     devices: list | None = None,
     log: Callable[[str], None] = print,
+    resume_previous: bool = False,
 ) -> dict[str, Any]:
     """Trains `cfg.steps` steps, or up to `cfg.stop_at_step` (resuming from
     `<workdir>/checkpoints` when there are any).
@@ -137,14 +153,21 @@ def train(
       data: overrides `cfg.data` (an iterator with `get_state` / `set_state` to resume).
       devices: the mesh's devices (default: all).
       log: progress lines (process 0).
+      resume_previous: when the newest checkpoint is unreadable, set it aside and resume from
+        the newest readable one (`sam2-jax train --resume-previous`); else it stops the run.
 
     Returns:
       {"state": final TrainState, "history": [(step, metrics)] of this call,
        "resumed_from": step or None, "compile_s", "step_s" (median over log windows of the
        wall time per step, data loading included), "memory": bytes}.
+
+    Raises:
+      ConfigError: `cfg` is invalid (`validate`), does not fit the devices, would change the
+        recipe of the run in its workdir, or leaves it nothing to train; all before the task
+        is built.
+      CorruptCheckpointError: the newest checkpoint is unreadable (see `resume_previous`).
     """
-    if cfg.stop_at_step is not None and cfg.stop_at_step < 1:
-        raise ValueError(f"stop_at_step must be >= 1 (or None), got {cfg.stop_at_step}")
+    validate(cfg)
     # ---------------------------------------------------------------- devices
     initialize_distributed()
     mesh = shd.make_mesh(cfg.mesh, devices)
@@ -152,8 +175,8 @@ def train(
     say = log if lead else (lambda _msg: None)
     divisor = shd.batch_divisor(mesh, cfg.mesh)
     if cfg.batch_size % divisor or cfg.batch_size % jax.process_count():
-        raise ValueError(
-            f"batch_size {cfg.batch_size} must be a multiple of the {divisor} batch shards "
+        raise ConfigError(
+            f"batch_size={cfg.batch_size}: must be a multiple of the {divisor} batch shards "
             f"and of the {jax.process_count()} processes"
         )
     say(f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.default_backend()} device(s)")
@@ -166,6 +189,7 @@ def train(
         with open(recorded_config) as f:
             for change in check_resume(json.load(f), cfg):
                 say(f"resuming with {change}")
+    check_run_length(cfg, resumed_from)
 
     # ---------------------------------------------------------------- task and optimizer
     task = task if task is not None else import_function(cfg.task)(cfg)
@@ -196,7 +220,9 @@ def train(
             **dict(cfg.data_options),
         )
     if resumed_from is not None:
-        state, data_state = ckpt.restore(resumed_from, abstract_state)
+        resumed_from, state, data_state = ckpt.restore_newest(
+            abstract_state, fall_back=resume_previous, log=say
+        )
         data.set_state(data_state)
         say(f"resumed from step {resumed_from} ({ckpt.directory})")
     else:

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.train.config import TrainConfig
+from sam2_jax.train.config import ConfigError, TrainConfig, unknown_name
 
 # loss_fn(params, batch, key) -> (scalar loss, {name: scalar metric})
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
@@ -60,6 +60,17 @@ def import_function(spec: str) -> Callable:
     return getattr(module, attr)
 
 
+def options(cls: type, pairs: tuple[tuple[str, Any], ...], key: str) -> Any:
+    """`cls(**dict(pairs))`; a name that is no field of `cls` is a ConfigError naming `key`
+    and the close field names."""
+    names = [field.name for field in dataclasses.fields(cls)]
+    for name, _ in pairs:
+        if name not in names:
+            message = unknown_name(f"{cls.__name__} field", name, names, owner=cls.__name__)
+            raise ConfigError(f"{key}: {message}")
+    return cls(**dict(pairs))
+
+
 def remat(loss_fn: LossFn) -> LossFn:
     """Keeps only matmul outputs for the backward pass; everything else is recomputed."""
     return jax.checkpoint(loss_fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
@@ -73,6 +84,10 @@ def sam2_task(cfg: TrainConfig) -> Task:
     from sam2_jax.train.objective import ObjectiveConfig, loss_fn
     from sam2_jax.train.prompting import TrainPromptConfig
 
+    objective = ObjectiveConfig(  # first: a misspelt option fails before the params are made
+        prompt=options(TrainPromptConfig, cfg.prompt_options, "prompt_options"),
+        loss=options(LossConfig, cfg.loss_options, "loss_options"),
+    )
     if cfg.init_checkpoint:
         from sam2_jax.convert.checkpoint_io import load_checkpoint
 
@@ -83,10 +98,6 @@ def sam2_task(cfg: TrainConfig) -> Task:
     trunk = dataclasses.replace(config.trunk, drop_path_rate=cfg.drop_path_rate)
     config = dataclasses.replace(config, trunk=trunk)
     module = SAM2(config, dtype=jnp.dtype(cfg.compute_dtype))
-    objective = ObjectiveConfig(
-        prompt=TrainPromptConfig(**dict(cfg.prompt_options)),
-        loss=LossConfig(**dict(cfg.loss_options)),
-    )
     loss = functools.partial(loss_fn, module=module, cfg=objective)
     return Task(params=params, loss_fn=remat(loss) if cfg.remat else loss)
 

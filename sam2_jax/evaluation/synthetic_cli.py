@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from sam2_jax.cli_common import add_model_arguments
+from sam2_jax.cli_common import add_model_arguments, add_overwrite_argument
 
 
 def eval_synthetic(args: argparse.Namespace) -> None:
@@ -14,6 +14,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
     from sam2_jax.cli_common import choose_model, describe_weights
     from sam2_jax.evaluation.synthetic import evaluate_one_click
     from sam2_jax.image_predictor import SAM2ImagePredictor
+    from sam2_jax.output_files import check_new_file, write_text
     from sam2_jax.video_predictor import SAM2VideoPredictor
 
     if args.videos < 1:
@@ -21,6 +22,8 @@ def eval_synthetic(args: argparse.Namespace) -> None:
             f"sam2-jax eval-synthetic: error: --videos must be >= 1, got {args.videos}"
         )
     try:
+        if args.out:
+            check_new_file(args.out, overwrite=args.overwrite)
         config_name, checkpoint = choose_model(args)
         model = build_sam2(config_name, checkpoint, image_size=args.image_size, seed=args.seed)
     except (ValueError, OSError, ImportError) as err:
@@ -54,8 +57,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
         f"{result['image-mIoU']:.4f} ({result['seconds']} s)"
     )
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write_text(args.out, json.dumps(result, indent=1))
         print(f"scores -> {args.out}")
 
 
@@ -76,5 +78,6 @@ def add_parser(commands) -> None:
     cmd.add_argument("--frames", type=int, default=16, help="frames per video")
     cmd.add_argument("--size", type=int, default=128, help="video side in pixels")
     cmd.add_argument("--out", help="write the scores (per video and object) as JSON")
+    add_overwrite_argument(cmd)
     cmd.add_argument("--verbose", action="store_true", help="print every video's scores")
     cmd.set_defaults(run=eval_synthetic)

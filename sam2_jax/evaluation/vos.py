@@ -29,8 +29,10 @@ from PIL import Image
 
 from sam2_jax.evaluation.measures import BOUND_TH, contour_accuracy_frames, region_similarity
 from sam2_jax.output_files import write_text
+from sam2_jax.video_io import list_frames
 
 VOID_ID = 255
+PNG_SUFFIXES = (".png", ".PNG")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +47,11 @@ class VideoMasks:
 
 
 def _png_names(folder: str) -> list[str]:
-    names = [n for n in os.listdir(folder) if n.lower().endswith(".png")]
+    """The mask PNGs of a folder, by frame number (each must be named by its frame number)."""
+    names = [os.path.basename(p) for p in list_frames(folder, PNG_SUFFIXES)]
     if not names:
         raise FileNotFoundError(f"no PNG masks in {folder}")
-    return sorted(names, key=lambda n: (len(n), n))
+    return names
 
 
 class BinaryMasksWarning(UserWarning):
