@@ -20,6 +20,7 @@ from sam2_jax.cli_common import (
     describe_weights,
 )
 from sam2_jax.evaluation import synthetic_cli
+from sam2_jax.exporting import cli as export_compiled_cli
 from sam2_jax.train import cli as train_cli
 from sam2_jax.train import export as train_export
 
@@ -249,7 +250,7 @@ def evaluate_vos(args: argparse.Namespace) -> None:
     import warnings
 
     from sam2_jax.evaluation import evaluate_folders, format_results, to_json, write_results
-    from sam2_jax.output_files import write_text
+    from sam2_jax.output_files import check_new_file, write_text
 
     fail = lambda message: SystemExit(f"sam2-jax eval: error: {message}")
     gts, preds = args.gt, args.pred
@@ -259,6 +260,11 @@ def evaluate_vos(args: argparse.Namespace) -> None:
         raise fail(f"{len(args.gt)} --gt folders for {len(preds)} --pred folders")
     if len(preds) > 1 and args.out and not args.out.endswith(".json"):
         raise fail("with several --pred folders, --out must be a .json file")
+    if args.out:
+        try:
+            check_new_file(args.out, overwrite=args.overwrite)
+        except ValueError as err:
+            raise fail(err) from err
     for folder in (*args.gt, *preds):
         if not os.path.isdir(folder):
             raise fail(f"{folder!r} is not a folder")
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("checkpoint", help="converted directory (or reference .pt / HF checkpoint)")
     exp.add_argument("--config", default=None, help="default: recorded or guessed")
     exp.add_argument("--out", required=True, help="the .pt file to write")
-    exp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_overwrite_argument(exp)
     exp.set_defaults(run=export_checkpoint)
 
     seg = commands.add_parser(
@@ -368,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         help="prediction root; repeatable (one --gt for all, or one --gt per --pred)",
     )
     ev.add_argument("--out", help="write scores as .json (all) or .csv (per object)")
+    add_overwrite_argument(ev)
     ev.add_argument("--all-frames", action="store_true", help="also score the first and last frame")
     ev.add_argument("--bound-th", type=float, default=0.008, help="F boundary tolerance")
     ev.set_defaults(run=evaluate_vos)
@@ -377,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     train_cli.add_parser(commands)  # train
     train_export.add_parser(commands)  # train-export
     synthetic_cli.add_parser(commands)  # eval-synthetic
+    export_compiled_cli.add_parser(commands)  # export-compiled
 
     args = parser.parse_args(argv)
     args.run(args)
