@@ -1,7 +1,8 @@
 """The interactive video session, `SAM2VideoPredictor` vs the reference's, same weights.
 
 One session = a click on frame 0 for each of N objects, then `propagate_in_video` over the
-whole video, masks out at video resolution; frames already listed (`init_state` outside the
+whole video, masks out at video resolution, hole filling off on both (the reference's needs
+a CUDA extension); frames already listed (`init_state` outside the
 timing for both: the reference decodes every frame there, ours decodes frames on demand
 inside the timed propagation). The two run alternately in one process; medians.
 """
@@ -25,8 +26,10 @@ CLICKS = [(0.45, 0.6), (0.2, 0.3), (0.7, 0.3), (0.3, 0.8), (0.8, 0.75), (0.55, 0
 
 def run(variant: str, image_size: int, num_frames: int, num_objects: int, repeats: int) -> dict:
     predictor, module, variables = _models(variant, image_size)
+    # hole filling off on both: the reference's needs its CUDA extension (on CPU it skips it)
+    predictor.fill_hole_area = 0
     ours = SAM2VideoPredictor(
-        SAM2Model(module.config, module, variables["params"]), fill_hole_area=8, progress=False
+        SAM2Model(module.config, module, variables["params"]), fill_hole_area=0, progress=False
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(_frames_folder(num_frames, tmp))
