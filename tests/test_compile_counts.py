@@ -72,10 +72,9 @@ def _session(predictor, path: str, clicks: int, refine_frame: int) -> int:
 @pytest.mark.slow
 def test_a_second_video_of_another_length_compiles_nothing(tmp_path):
     predictor = build_sam2_video_predictor(progress=False)
-    with compiles() as first:
-        assert _session(predictor, _video(tmp_path / "a", 30), clicks=1, refine_frame=7) == 60
-    assert max(first) > 0.5  # the bar below means something: the first session's programs
+    assert _session(predictor, _video(tmp_path / "a", 30), clicks=1, refine_frame=7) == 60
     before = _cache_sizes()
+    assert all(n > 0 for n in before.values())  # the session's programs are cached
     with compiles() as seen:
         got = _session(predictor, _video(tmp_path / "b", 45), clicks=5, refine_frame=31)
     assert got == 90
