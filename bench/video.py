@@ -154,6 +154,16 @@ def _peak_row(name: str, length: int, run: Callable[[], object]) -> dict:
     return row
 
 
+def peak_growth(rows: list[dict]) -> dict[str, float]:
+    """implementation -> peak process RSS of its longest run / its shortest run."""
+    growth = {}
+    for name in ("sam2_jax", "reference"):
+        peaks = [r["peak_process_mib"] for r in rows if r["implementation"] == name]
+        if len(peaks) > 1:
+            growth[name] = round(peaks[-1] / peaks[0], 3)
+    return growth
+
+
 def run_memory(
     variant: str,
     image_size: int,
@@ -209,11 +219,7 @@ def run_memory(
                         pass
 
             rows.append(_peak_row("reference", length, reference_call))
-    growth = {}
-    for name in ("sam2_jax", "reference"):
-        peaks = [r["peak_process_mib"] for r in rows if r["implementation"] == name]
-        if len(peaks) > 1:
-            growth[name] = round(peaks[-1] / peaks[0], 3)
+    growth = peak_growth(rows)
     print(f"peak process RSS, longest / shortest video: {growth}")
     return {
         "title": f"memory vs video length {variant} @ {image_size}",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bench.harness import measure_alternating, print_comparison
-from bench.video import _frames_folder, _models, _peak_row, _synthetic_folder
+from bench.video import _frames_folder, _models, _peak_row, _synthetic_folder, peak_growth
 from sam2_jax.build import SAM2Model
 from sam2_jax.video_predictor import SAM2VideoPredictor
 
@@ -117,11 +117,7 @@ def run_memory(
                         pass
 
             rows.append(_peak_row("reference", length, reference_session))
-    growth = {}
-    for name in ("sam2_jax", "reference"):
-        peaks = [r["peak_process_mib"] for r in rows if r["implementation"] == name]
-        if len(peaks) > 1:
-            growth[name] = round(peaks[-1] / peaks[0], 3)
+    growth = peak_growth(rows)
     print(f"peak process RSS, longest / shortest video: {growth}")
     return {
         "title": f"video session memory vs length {variant} @ {image_size}, {num_objects} objects",
