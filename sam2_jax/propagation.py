@@ -31,8 +31,9 @@ import numpy as np
 from sam2_jax.memory.bank import MemoryBank, empty_bank, has_conditioning, write_recent
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.memory.selection import recent_position
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
-from sam2_jax.tracking import FramePrompts, StepOutput, _step
+from sam2_jax.memory.step import FramePrompts, StepOutput, _step
+from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
 
 Variables = dict[str, Any]
 

@@ -39,9 +39,10 @@ from sam2_jax.buckets import click_bucket, cond_slot_bucket, object_bucket
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.memory.bank import NO_FRAME, MemoryBank
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
+from sam2_jax.memory.step import FramePrompts, encode_prompted_memory, no_prompts, track_step
+from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
 from sam2_jax.propagation import iter_chunks
-from sam2_jax.tracking import FramePrompts, encode_prompted_memory, no_prompts, track_step
 from sam2_jax.video_frames import VideoFrames
 from sam2_jax.video_io import mask_to_model, to_video_resolution
 from sam2_jax.video_postprocess import fill_holes, non_overlapping

@@ -27,8 +27,8 @@ from sam2_jax import validation
 from sam2_jax.build import SAM2Model
 from sam2_jax.memory.bank import MemoryBank, empty_bank
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
+from sam2_jax.memory.step import FramePrompts, track_step
 from sam2_jax.modeling.sam2_base import SAM2
-from sam2_jax.tracking import FramePrompts, track_step
 from sam2_jax.video_frames import _resize, normalize
 from sam2_jax.video_io import mask_to_model, to_video_resolution
 from sam2_jax.video_postprocess import fill_holes, non_overlapping

@@ -30,7 +30,7 @@ FORBIDDEN = (
     "torch",
     "sam2_jax.build",
     "sam2_jax.modeling.sam2_base",
-    "sam2_jax.tracking",
+    "sam2_jax.memory.step",
     "sam2_jax.propagation",
     "sam2_jax.memory",
     "sam2_jax.image_predictor",

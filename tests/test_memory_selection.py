@@ -3,7 +3,7 @@
 A synthetic propagation: every frame gets a distinct random spatial memory and object pointer
 (markers). At each step the reference's `_prepare_memory_conditioned_features` runs with its
 memory attention replaced by a recorder, and ours assembles its padded sequence from a
-fixed-size bank (`tracking._memory_sequence`: `select_memories` + token assembly). The present
+fixed-size bank (`memory.tokens.memory_sequence`: `select_memories` + token assembly). The present
 (memory, position) rows must be the same set: the same frames, the same temporal encoding rows,
 the same pointer positions; pointer tokens are the only keys without RoPE in both. Besides
 the reference's defaults, its two evaluation settings (`memory_temporal_stride_for_eval`,
@@ -22,10 +22,10 @@ from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
 from sam2_jax.memory import reference_policy
 from sam2_jax.memory.bank import empty_bank, write_recent
+from sam2_jax.memory.tokens import memory_sequence
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
 from sam2_jax.propagation import reverse_bank
-from sam2_jax.tracking import _memory_sequence
 from tests import reference as ref
 
 SIZE = 128  # 8x8 memory grid: selection does not depend on the resolution
@@ -130,7 +130,7 @@ def test_memory_sequence_matches_reference(name, scenario, policy_name, monkeypa
     sequence = jax.jit(
         lambda bank, f, rev: module.apply(
             {"params": params},
-            method=lambda m: _memory_sequence(m, bank, f, rev, num_frames, policy),
+            method=lambda m: memory_sequence(m, bank, f, rev, num_frames, policy),
         )
     )
     # A forward pass fills a seed for the reverse pass from the same start (as `track_video`).

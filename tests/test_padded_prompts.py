@@ -89,7 +89,10 @@ def test_padded_points_match_unpadded_reference(name, multimask):
             np.asarray(ours.object_score_logits[i]), score[0].numpy(), atol=1e-4
         )
         if multimask == "per_object":
-            best = ious[0].max() if mm else ious[0, 0]  # K = 1: the selected IoU
-            np.testing.assert_allclose(np.asarray(ours.ious[i, 0]), best.numpy(), atol=1e-4)
+            best = ious[0].max() if mm else ious[0, 0]  # the selected mask's IoU
+            np.testing.assert_allclose(np.asarray(ours.iou[i, 0]), best.numpy(), atol=1e-4)
+            # K = 3 slots: the candidates, or the single mask's IoU and two zeros
+            slots = ious[0].numpy() if mm else np.array([ious[0, 0].item(), 0.0, 0.0])
+            np.testing.assert_allclose(np.asarray(ours.ious[i]), slots, atol=1e-4)
         else:
             np.testing.assert_allclose(np.asarray(ours.ious[i]), ious[0].numpy(), atol=1e-4)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from sam2_jax.memory.bank import empty_bank
+from sam2_jax.memory.step import encode_frame, track_step
 from sam2_jax.propagation import (
     ObjectPrompt,
     StepInputs,
@@ -22,7 +23,6 @@ from sam2_jax.propagation import (
     stream,
     track_video,
 )
-from sam2_jax.tracking import encode_frame, track_step
 from tests import tracking_harness as th
 
 NAME = "sam2.1_hiera_t"

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2, SAMHeadsOutput
+from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE, SAMHeadsOutput
 from tests import reference as ref
 
 SIZE = 256  # image size: 16x16 embedding, 64x64 low-res masks
@@ -96,7 +97,9 @@ def _reference(torch_model, features, coords, labels, masks, multimask, high_res
             high_res_features=[ref.nchw(h) for h in high_res],
             multimask_output=multimask,
         )
-    return SAMHeadsOutput(*(ref.nhwc(t) if t.ndim == 4 else t.numpy() for t in out))
+    out = [ref.nhwc(t) if t.ndim == 4 else t.numpy() for t in out]
+    ious = out[2]  # the selected mask is the best candidate by IoU (or the only one)
+    return SAMHeadsOutput(*out, iou=ious.max(axis=1, keepdims=True))
 
 
 def _errors(ours: SAMHeadsOutput, expected: SAMHeadsOutput) -> dict[str, float]:
@@ -235,7 +238,8 @@ def test_use_mask_as_output(sam21):
         expected = torch_model._use_mask_as_output(
             ref.nchw(features), [ref.nchw(h) for h in high_res], ref.nchw(masks)
         )
-    expected = SAMHeadsOutput(*(ref.nhwc(t) if t.ndim == 4 else t.numpy() for t in expected))
+    expected = [ref.nhwc(t) if t.ndim == 4 else t.numpy() for t in expected]
+    expected = SAMHeadsOutput(*expected, iou=expected[2])  # the one mask's IoU
     errors = _errors(ours, expected)
     print(f"use_mask_as_output: {errors}")
     assert max(errors.values()) <= TOLERANCE, errors

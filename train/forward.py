@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 
 from sam2_jax.memory.bank import MemoryBank, empty_bank
+from sam2_jax.memory.encoding import encode_memory
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy, StepScores
-from sam2_jax.modeling.interpolation import upsample_bilinear
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
-from sam2_jax.tracking import _memory_sequence
+from sam2_jax.memory.tokens import condition_on_memory
+from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.train.prompting import (
     PromptPlan,
     TrainPromptConfig,
@@ -90,6 +90,7 @@ class _Heads(NamedTuple):
     high_res: jax.Array  # (N, S, S, 1)
     obj_ptr: jax.Array  # (N, C)
     score: jax.Array  # (N, 1)
+    iou: jax.Array  # (N,) predicted IoU of the selected mask
     num_masks: jax.Array  # () int32
 
 
@@ -103,10 +104,7 @@ def _decode(
     mask_input: jax.Array | None,
     multimask: jax.Array,
 ) -> _Heads:
-    """SAM heads (reference `_forward_sam_heads` in training mode) with a traced multimask flag.
-
-    The decoder runs once; the flag picks tokens 1..3 (best by IoU for the mask and pointer)
-    or token 0 (no stability fallback in training).
+    """SAM heads in training mode (no stability fallback) with a traced multimask flag.
 
     Args:
       pix_feat: (N, h, w, C); coords (N, P, 2); labels (N, P); point_valid (N, P) bool.
@@ -114,35 +112,26 @@ def _decode(
       multimask: () bool.
     """
     n = pix_feat.shape[0]
-    dummy = ~point_valid.any(axis=1, keepdims=True) & (jnp.arange(point_valid.shape[1]) == 0)
-    labels = jnp.where(point_valid, labels, -1)  # padding and the no-point dummy
-    sparse_mask = jnp.concatenate([point_valid | dummy, jnp.ones((n, 1), bool)], axis=1)
-    sparse, dense = m.sam_prompt_encoder(coords, labels, mask_input, pad=True)
-    masks, iou, tokens, score = m.sam_mask_decoder.predict_masks(
+    out = m.forward_sam_heads(
         pix_feat,
-        m.sam_prompt_encoder.get_dense_pe(),
-        sparse,
-        dense,
-        high_res_features=high_res_features,
-        sparse_mask=sparse_mask,
-    )  # (N, 4h, 4w, 4), (N, 4), (N, 4, C), (N, 1)
-    appearing = score > 0  # (N, 1)
-    masks = jnp.where(appearing[:, :, None, None], masks, NO_OBJ_SCORE).astype(jnp.float32)
-    best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (N,)
-    pad = jnp.zeros_like(masks[..., :2])
-    multimasks = jnp.where(multimask, masks[..., 1:], jnp.concatenate([masks[..., :1], pad], -1))
-    ious = jnp.where(
-        multimask, iou[:, 1:], jnp.concatenate([iou[:, :1], jnp.zeros_like(iou[:, :2])], -1)
+        coords,
+        labels,
+        mask_input,
+        high_res_features,
+        multimask_output=jnp.broadcast_to(multimask, (n,)),
+        training=True,
+        point_valid=point_valid,
     )
-    chosen = jnp.where(multimask, best, 0)
-    low_res = jnp.take_along_axis(masks, chosen[:, None, None, None], axis=-1)
-    token = jnp.take_along_axis(tokens, chosen[:, None, None], axis=1)[:, 0]  # (N, C)
-    size = m.config.image_size
-    high_res = upsample_bilinear(low_res, (size, size))
-    obj_ptr = m._gate_obj_ptr(m.obj_ptr_proj(token), appearing)
     num_masks = jnp.where(multimask, NUM_CANDIDATES, 1).astype(jnp.int32)
     return _Heads(
-        multimasks, ious.astype(jnp.float32), low_res, high_res, obj_ptr, score, num_masks
+        out.low_res_multimasks,
+        out.ious.astype(jnp.float32),
+        out.low_res_masks,
+        out.high_res_masks,
+        out.obj_ptr,
+        out.object_score_logits,
+        out.iou[:, 0].astype(jnp.float32),
+        num_masks,
     )
 
 
@@ -161,51 +150,9 @@ def _mask_as_output(
         out.high_res_masks,
         out.obj_ptr,
         out.object_score_logits,
+        out.iou[:, 0],
         jnp.asarray(1, jnp.int32),
     )
-
-
-def _attend(
-    m: SAM2,
-    bank: MemoryBank,
-    raw: jax.Array,
-    pos: jax.Array,
-    frame_idx: jax.Array,
-    num_frames: int,
-    deterministic: bool,
-    memory_policy: MemoryPolicy,
-) -> jax.Array:
-    """Memory attention for one frame in training mode: (N, h, w, C) -> (N, h, w, C). The
-    selection is the training one: in training the reference attends to every conditioning
-    frame's pointer, also those ahead of the current frame (at eval only past ones)."""
-    n, h, w, c = raw.shape
-    memory, memory_pos, key_mask, rope_mask, rope_index = _memory_sequence(
-        m, bank, frame_idx, False, num_frames, memory_policy, training=True
-    )
-    out = m.memory_attention(
-        raw.reshape(n, h * w, c),  # (N, HW, C)
-        jnp.broadcast_to(pos, (n, h, w, c)).reshape(n, h * w, c),
-        memory,
-        memory_pos,
-        memory_mask=key_mask,
-        rope_mask=rope_mask,
-        rope_index=rope_index,
-        deterministic=deterministic,
-    )
-    return out.reshape(n, h, w, c).astype(raw.dtype)
-
-
-def _encode_memory(m: SAM2, raw: jax.Array, high_res: jax.Array, score: jax.Array) -> jax.Array:
-    """Reference `_encode_new_memory` in training (always a sigmoid): (N, HW, M) float32."""
-    cfg = m.config
-    n, h, w, _ = raw.shape
-    mask = jax.nn.sigmoid(high_res.astype(jnp.float32))
-    mask = mask * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
-    mem, _ = m.memory_encoder(raw, mask)  # (N, h, w, M)
-    if m.no_obj_embed_spatial is not None:
-        absent = (score[:, 0] <= 0).astype(mem.dtype)[:, None, None, None]
-        mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
-    return mem.reshape(n, h * w, -1).astype(jnp.float32)  # (N, h, w, M) -> (N, HW, M)
 
 
 def _frame_features(features: dict, frame: jax.Array, num_objects: int):
@@ -314,8 +261,15 @@ def training_forward(
         fkey = jax.random.fold_in(k_click, frame)
 
         def with_memory(_):
-            return apply(_attend, bank, raw, features["pos"], frame, t, deterministic,
-                         memory_policy, rng=jax.random.fold_in(k_drop, frame))  # fmt: skip
+            # the training-mode selection: every conditioning frame's pointer, also those
+            # ahead of the current frame (at eval only past ones)
+            def attend(m: SAM2):
+                return condition_on_memory(
+                    m, bank, raw, features["pos"], frame, False, t, memory_policy,
+                    training=True, deterministic=deterministic,
+                )  # fmt: skip
+
+            return apply(attend, rng=jax.random.fold_in(k_drop, frame))
 
         def without_memory(_):
             return raw + variables["params"]["no_mem_embed"].reshape(1, 1, 1, -1)
@@ -379,10 +333,14 @@ def training_forward(
         f_coords, f_labels, f_num, last = final
 
         if t > 1:  # a single frame's memory would never be read
-            mem = apply(_encode_memory, raw, last.high_res, last.score)
+
+            def encode(m: SAM2):  # always a sigmoid of the mask in training
+                return encode_memory(m, raw, last.high_res, last.score[:, 0], None, jnp.float32)
+
+            mem = apply(encode)
             as_cond = is_init | (corrected & cfg.add_all_frames_to_correct_as_cond)
             everyone = jnp.ones((n,), bool)
-            scores = StepScores(iou=last.ious.max(axis=1), object_score=last.score[:, 0])
+            scores = StepScores(iou=last.iou, object_score=last.score[:, 0])
             bank, _ = memory_policy.write(bank, frame, mem, last.obj_ptr, as_cond, everyone, scores)
 
         def stack(first, rest):  # (N, ...), (C, N, ...) -> (N, K, ...)

@@ -31,10 +31,10 @@ import jax.numpy as jnp
 from sam2_jax.config import ModelConfig
 from sam2_jax.memory.bank import MemoryBank, empty_bank
 from sam2_jax.memory.policy import REFERENCE
+from sam2_jax.memory.step import FramePrompts, encode_prompted_memory, no_prompts, track_step
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.serving.manifest import BANK, Layout
-from sam2_jax.tracking import FramePrompts, encode_prompted_memory, no_prompts, track_step
 
 Arrays = dict[str, jax.Array]
 BANK_FIELDS = tuple(f.name for f in dataclasses.fields(MemoryBank) if f.name != "policy_state")

@@ -25,7 +25,7 @@ from sam2_jax import output_files, transforms
 from sam2_jax.build import SAM2Model
 from sam2_jax.exporting.programs import POLICY, Program, history_table, programs
 from sam2_jax.memory.bank import NO_FRAME
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
+from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
 from sam2_jax.serving.manifest import (
     MANIFEST,
     PLATFORMS,

@@ -6,8 +6,6 @@ mechanical. Call a stage with `model.apply(variables, ..., method=SAM2.forward_i
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,24 +20,7 @@ from sam2_jax.modeling.mask_decoder import MaskDecoder
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
 from sam2_jax.modeling.prompt_encoder import PromptEncoder, padded_points_mask
-
-# Mask logit written where the object score says "not present" (reference NO_OBJ_SCORE).
-NO_OBJ_SCORE = -1024.0
-
-
-class SAMHeadsOutput(NamedTuple):
-    """What `SAM2.forward_sam_heads` returns, in the reference's tuple order.
-
-    K = 3 with multimask output, else 1; S = image_size, h = S/16. Masks are logits.
-    """
-
-    low_res_multimasks: jax.Array  # (B, 4h, 4w, K)
-    high_res_multimasks: jax.Array  # (B, S, S, K)
-    ious: jax.Array  # (B, K)
-    low_res_masks: jax.Array  # (B, 4h, 4w, 1): the best of the K
-    high_res_masks: jax.Array  # (B, S, S, 1)
-    obj_ptr: jax.Array  # (B, C)
-    object_score_logits: jax.Array  # (B, 1)
+from sam2_jax.modeling.sam_heads import SAMHeadsOutput, select_outputs
 
 
 class SAM2(nn.Module):
@@ -142,8 +123,8 @@ class SAM2(nn.Module):
           high_res_features: (feat_s0 (B, 4h, 4w, C/8), feat_s1 (B, 2h, 2w, C/4)).
           multimask_output: a Python bool (static): 3 candidates and the best by predicted IoU.
             Or a (B,) bool array, per object: the decoder runs once and each object gets the
-            multimask or the single-mask selection; all K-sized outputs then have K = 1 (the
-            selected mask and its IoU).
+            multimask or the single-mask selection; the K-sized outputs then have 3 slots
+            (`SAMHeadsOutput`).
           training: static; turns off the decoder's inference-only stability fallback.
           point_valid: optional (B, P) bool for fixed-shape (padded) points: entries that are
             False are padding. The result equals the reference's call with only the valid
@@ -170,99 +151,41 @@ class SAM2(nn.Module):
         if point_valid is not None:
             point_labels, sparse_mask = padded_points_mask(point_valid, point_labels)
         sparse, dense = prompt_encoder(point_coords, point_labels, mask_inputs, pad=True)
-        if not isinstance(multimask_output, bool):
-            return self._sam_heads_per_object_multimask(
-                backbone_features, sparse, dense, sparse_mask, high_res_features,
-                jnp.asarray(multimask_output, bool), training,
-            )  # fmt: skip
-        low_res_multimasks, ious, sam_output_tokens, object_score_logits = self.sam_mask_decoder(
+        decoder = self.sam_mask_decoder
+        masks, ious, tokens, object_score_logits = decoder.predict_masks(
             backbone_features,
             prompt_encoder.get_dense_pe(),
-            sparse,
-            dense,
-            multimask_output=multimask_output,
-            repeat_image=False,
-            high_res_features=high_res_features,
-            training=training,
-            sparse_mask=sparse_mask,
-        )
-        # Released configs: pred_obj_scores, fixed_no_obj_ptr, hard (not soft) no-object gating.
-        is_obj_appearing = object_score_logits > 0  # (B, 1)
-        low_res_multimasks = jnp.where(
-            is_obj_appearing[:, :, None, None], low_res_multimasks, NO_OBJ_SCORE
-        ).astype(jnp.float32)
-        size = self.config.image_size
-        high_res_multimasks = upsample_bilinear(low_res_multimasks, (size, size))
-
-        sam_output_token = sam_output_tokens[:, 0]  # (B, C)
-        if multimask_output:
-            best = jnp.argmax(ious, axis=-1)  # (B,)
-            low_res_masks = jnp.take_along_axis(
-                low_res_multimasks, best[:, None, None, None], axis=-1
-            )
-            high_res_masks = jnp.take_along_axis(
-                high_res_multimasks, best[:, None, None, None], axis=-1
-            )
-            if sam_output_tokens.shape[1] > 1:
-                sam_output_token = jnp.take_along_axis(
-                    sam_output_tokens, best[:, None, None], axis=1
-                )[:, 0]
-        else:
-            low_res_masks, high_res_masks = low_res_multimasks, high_res_multimasks
-
-        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(sam_output_token), is_obj_appearing)
-        return SAMHeadsOutput(
-            low_res_multimasks,
-            high_res_multimasks,
-            ious,
-            low_res_masks,
-            high_res_masks,
-            obj_ptr,
-            object_score_logits,
-        )
-
-    def _sam_heads_per_object_multimask(
-        self,
-        backbone_features: jax.Array,
-        sparse: jax.Array,
-        dense: jax.Array,
-        sparse_mask: jax.Array | None,
-        high_res_features: tuple[jax.Array, jax.Array] | None,
-        multimask: jax.Array,
-        training: bool,
-    ) -> SAMHeadsOutput:
-        """`forward_sam_heads` with a (B,) multimask flag: one decoder pass, then per object
-        the reference's multimask selection (best of tokens 1..3 by IoU, its token for the
-        pointer) or single-mask selection (token 0, or the stability fallback's mask with
-        token 0 for the pointer). K = 1 in every output."""
-        decoder = self.sam_mask_decoder
-        masks, iou, tokens, object_score_logits = decoder.predict_masks(
-            backbone_features,
-            self.sam_prompt_encoder.get_dense_pe(),
             sparse,
             dense,
             high_res_features=high_res_features,
             sparse_mask=sparse_mask,
         )  # (B, 4h, 4w, 4), (B, 4), (B, 4, C), (B, 1)
-        best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (B,)
-        multi_mask = jnp.take_along_axis(masks, best[:, None, None, None], axis=-1)
-        multi_iou = jnp.take_along_axis(iou, best[:, None], axis=-1)
-        multi_token = jnp.take_along_axis(tokens, best[:, None, None], axis=1)[:, 0]
-        if decoder.dynamic_multimask_via_stability and not training:
-            single_mask, single_iou = decoder.select_via_stability(masks, iou)
-        else:
-            single_mask, single_iou = masks[..., 0:1], iou[:, 0:1]
-        low_res = jnp.where(multimask[:, None, None, None], multi_mask, single_mask)
-        ious = jnp.where(multimask[:, None], multi_iou, single_iou)  # (B, 1)
-        token = jnp.where(multimask[:, None], multi_token, tokens[:, 0])  # (B, C)
-        is_obj_appearing = object_score_logits > 0  # (B, 1)
-        low_res = jnp.where(is_obj_appearing[:, :, None, None], low_res, NO_OBJ_SCORE)
-        low_res = low_res.astype(jnp.float32)
+        if not isinstance(multimask_output, bool):
+            multimask_output = jnp.asarray(multimask_output, bool)
+        chosen = select_outputs(
+            masks,
+            ious,
+            tokens,
+            object_score_logits,
+            multimask_output,
+            stability=None
+            if training or not decoder.dynamic_multimask_via_stability
+            else decoder.select_via_stability,
+            use_multimask_token_for_obj_ptr=decoder.use_multimask_token_for_obj_ptr,
+        )
         size = self.config.image_size
-        high_res = upsample_bilinear(low_res, (size, size))
-        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(token), is_obj_appearing)
+        high_res_multimasks = upsample_bilinear(chosen.low_res_multimasks, (size, size))
+        high_res_masks = upsample_bilinear(chosen.low_res_mask, (size, size))
+        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(chosen.token), chosen.appearing)
         return SAMHeadsOutput(
-            low_res, high_res, ious, low_res, high_res, obj_ptr, object_score_logits
+            chosen.low_res_multimasks,
+            high_res_multimasks,
+            chosen.ious,
+            chosen.low_res_mask,
+            high_res_masks,
+            obj_ptr,
+            object_score_logits,
+            chosen.iou,
         )
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, is_obj_appearing: jax.Array) -> jax.Array:
@@ -309,6 +232,7 @@ class SAM2(nn.Module):
             high_res_masks,
             obj_ptr,
             object_score_logits,
+            ious,
         )
 
     def initialize_sam_heads(self) -> None:

@@ -31,10 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.memory.bank import MemoryBank, has_conditioning
+from sam2_jax.memory.encoding import encode_memory
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy, StepScores
+from sam2_jax.memory.tokens import condition_on_memory
 from sam2_jax.modeling.interpolation import upsample_bilinear
-from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2
+from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
 
 Variables = dict[str, Any]
 
@@ -103,122 +105,14 @@ class StepOutput(NamedTuple):
     overflow: jax.Array
 
 
-def sine_pe_1d(positions: jax.Array, dim: int, temperature: float = 10000.0) -> jax.Array:
-    """The reference's `get_1d_sine_pe`: (...,) -> (..., dim) as [sin block, cos block]."""
-    half = dim // 2
-    dim_t = temperature ** (2 * (np.arange(half, dtype=np.float32) // 2) / half)  # (half,)
-    angles = positions[..., None].astype(jnp.float32) / jnp.asarray(dim_t, jnp.float32)
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-
-
-def _memory_sequence(
-    m: SAM2,
-    bank: MemoryBank,
-    frame_idx: jax.Array,
-    reverse,
-    num_frames: int | jax.Array,
-    policy: MemoryPolicy,
-    training: bool = False,
-):
-    """The padded memory sequence a frame attends to (reference `_prepare_memory_conditioned_
-    features`, step 1), from the bank and the policy's selection (`training`: the reference's
-    training-mode selection, e.g. pointers of conditioning frames ahead too).
-
-    Order: K conditioning memories, R recent memories (each HW tokens), then 4 tokens per
-    pointer (K conditioning, then Pp recent). The reference concatenates only the present
-    memories; here absent ones are masked out, which gives the same softmax.
-
-    Returns:
-      memory (B, N, M), memory_pos (B, N, M) in float32, key mask (B, N) bool, rope_mask
-      (1, N) bool (False for pointer tokens) and rope_index (1, N) int32, with
-      N = (K + R) * HW + 4 * (K + Pp).
-    """
-    cfg = m.config
-    sel = policy.select(
-        bank,
-        frame_idx,
-        reverse=reverse,
-        num_frames=num_frames,
-        signed_ptr_pos=cfg.use_signed_tpos_enc_to_obj_ptrs,
-        training=training,
-    )
-    b, k, hw, mem_dim = bank.cond_features.shape
-    r = bank.recent_features.shape[1]
-    dtype = jnp.float32 if m.dtype is None else m.dtype
-    side = int(round(hw**0.5))
-    spatial_pos = jnp.asarray(sine_position_encoding_2d(side, side, mem_dim)).reshape(hw, mem_dim)
-    tpos = jnp.asarray(m.maskmem_tpos_enc)  # (num_maskmem, M); row num_maskmem - t_pos - 1
-    cond_tpos = tpos[sel.cond_tpos_index]  # (B, K, M)
-    recent_tpos = tpos[sel.recent_tpos_index]  # (B, R, M)
-    features = jnp.concatenate([bank.cond_features, bank.recent_features], axis=1)
-    features = features.astype(dtype).reshape(b, (k + r) * hw, mem_dim)  # (B, (K+R)*HW, M)
-    frame_tpos = jnp.concatenate([cond_tpos, recent_tpos], axis=1)  # (B, K+R, M)
-    features_pos = (spatial_pos[None, None] + frame_tpos[:, :, None]).reshape(
-        b, (k + r) * hw, mem_dim
-    )  # (B, K+R, HW, M) -> (B, (K+R)*HW, M)
-    frame_valid = jnp.concatenate([sel.cond_mem_valid, sel.recent_mem_valid], axis=1)
-    features_valid = jnp.repeat(frame_valid, hw, axis=1)  # (B, (K+R)*HW)
-
-    ptrs = jnp.concatenate([bank.cond_obj_ptr, bank.ptr], axis=1).astype(dtype)  # (B, Np, C)
-    ptr_pos = jnp.concatenate([sel.cond_ptr_pos, sel.recent_ptr_pos], axis=1)  # (B, Np)
-    ptr_valid = jnp.concatenate([sel.cond_ptr_valid, sel.recent_ptr_valid], axis=1)
-    n_ptr, c = ptrs.shape[1], ptrs.shape[2]
-    split = c // mem_dim  # each C-wide pointer becomes `split` consecutive M-wide tokens
-    if cfg.add_tpos_enc_to_obj_ptrs:
-        # the reference divides by max_ptrs - 1 (traced: one program for any video length)
-        t_diff_max = jnp.maximum(sel.max_ptrs - 1, 1).astype(jnp.float32)
-        tpos_dim = c if cfg.proj_tpos_enc_in_obj_ptrs else mem_dim
-        ptr_tpos = sine_pe_1d(ptr_pos / t_diff_max, tpos_dim)  # (B, Np, tpos_dim)
-        if m.obj_ptr_tpos_proj is not None:
-            ptr_tpos = m.obj_ptr_tpos_proj(ptr_tpos)  # (B, Np, M)
-    else:
-        ptr_tpos = jnp.zeros((b, n_ptr, mem_dim), dtype)
-    ptr_tokens = ptrs.reshape(b, n_ptr * split, mem_dim)  # (B, Np, C) -> (B, Np*split, M)
-    ptr_tokens_pos = jnp.repeat(ptr_tpos, split, axis=1)  # (B, Np*split, M)
-    ptr_tokens_valid = jnp.repeat(ptr_valid, split, axis=1)
-
-    memory = jnp.concatenate([features, ptr_tokens], axis=1)
-    memory_pos = jnp.concatenate([features_pos, ptr_tokens_pos.astype(features_pos.dtype)], 1)
-    key_mask = jnp.concatenate([features_valid, ptr_tokens_valid], axis=1)
-    n_spatial, n_total = (k + r) * hw, memory.shape[1]
-    rope_mask = (np.arange(n_total) < n_spatial)[None]
-    rope_index = (np.arange(n_total) % hw).astype(np.int32)[None]
-    return memory, memory_pos, key_mask, jnp.asarray(rope_mask), jnp.asarray(rope_index)
-
-
-def _new_memory(
-    m: SAM2,
-    raw: jax.Array,
-    low_res: jax.Array,
-    score: jax.Array,
-    binarize: jax.Array,
-    dtype: jnp.dtype,
+def _memory_from_low_res(
+    m: SAM2, raw: jax.Array, low_res: jax.Array, score: jax.Array, binarize: jax.Array, dtype
 ) -> jax.Array:
-    """New spatial memories (reference `_encode_new_memory`) from low-res logits.
-
-    The mask is the low-res logits upsampled to the input size, as the video predictor does
-    for prompted frames; binarized (`> 0`) where `binarize`, else a sigmoid.
-
-    Args:
-      raw: (B, h, w, C) the frame's stride-16 features (not memory-conditioned).
-      low_res: (B, 4h, 4w) logits; score: (B,) object score logits; binarize: (B,) bool.
-
-    Returns:
-      (B, HW, M) in `dtype`.
-    """
-    cfg = m.config
-    b, h, w, _ = raw.shape
-    size = cfg.image_size
+    """`encode_memory` of (B, 4h, 4w) low-res logits upsampled to the input size, as the
+    video predictor does: (B, HW, M)."""
+    size = m.config.image_size
     high = upsample_bilinear(low_res[..., None].astype(jnp.float32), (size, size))
-    mask_for_mem = jnp.where(
-        binarize[:, None, None, None], (high > 0).astype(high.dtype), jax.nn.sigmoid(high)
-    )
-    mask_for_mem = mask_for_mem * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
-    mem, _ = m.memory_encoder(raw, mask_for_mem)  # (B, h, w, M)
-    if m.no_obj_embed_spatial is not None:
-        absent = (score <= 0).astype(mem.dtype)[:, None, None, None]
-        mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)
-    return mem.reshape(b, h * w, -1).astype(dtype)  # (B, h, w, M) -> (B, HW, M)
+    return encode_memory(m, raw, high, score, binarize, dtype)
 
 
 def _step(
@@ -257,21 +151,8 @@ def _step(
 
     # Memory-conditioned features (reference `_prepare_memory_conditioned_features`).
     def attend(_):
-        memory, memory_pos, key_mask, rope_mask, rope_index = _memory_sequence(
-            m, bank, frame_idx, reverse, num_frames, policy
-        )
-        curr = raw.reshape(b, h * w, c)  # (B, HW, C)
-        curr_pos = jnp.broadcast_to(features["vision_pos_enc"][-1], (b, h, w, c))
-        out = m.memory_attention(
-            curr,
-            curr_pos.reshape(b, h * w, c),
-            memory,
-            memory_pos,
-            memory_mask=key_mask,
-            rope_mask=rope_mask,
-            rope_index=rope_index,
-        )
-        return out.reshape(b, h, w, c).astype(raw.dtype)
+        pos = features["vision_pos_enc"][-1]
+        return condition_on_memory(m, bank, raw, pos, frame_idx, reverse, num_frames, policy)
 
     needs_memory = active & ~is_init_cond & ~prompts.has_mask
     with_memory = jax.lax.cond(needs_memory.any(), attend, lambda _: raw, None)
@@ -294,7 +175,7 @@ def _step(
     low_res = heads.low_res_masks[..., 0]  # (B, 4h, 4w)
     score = heads.object_score_logits[:, 0]
     obj_ptr = heads.obj_ptr
-    iou = heads.ious[:, 0]
+    iou = heads.iou[:, 0]
 
     if prompts.mask is not None:  # mask prompts: the mask is the output (no memory)
 
@@ -315,7 +196,7 @@ def _step(
         iou = jnp.where(use, 1.0, iou)
 
     if encode_memory:
-        mem = _new_memory(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
+        mem = _memory_from_low_res(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
         scores = StepScores(iou=iou.astype(jnp.float32), object_score=score.astype(jnp.float32))
         bank, overflow = policy.write(
             bank, frame_idx, mem, obj_ptr, has_prompt, active, scores, reverse=reverse
@@ -416,7 +297,8 @@ def encode_prompted_memory(
     raw = jnp.broadcast_to(feat, (b, *feat.shape[1:]))
 
     def run(m: SAM2):
-        return _new_memory(m, raw, low_res, object_score_logits, jnp.ones((b,), bool), dtype)
+        binarize = jnp.ones((b,), bool)
+        return _memory_from_low_res(m, raw, low_res, object_score_logits, binarize, dtype)
 
     return module.apply(variables, method=run)
 
