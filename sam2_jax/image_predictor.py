@@ -21,7 +21,9 @@ from sam2_jax import transforms
 from sam2_jax.buckets import click_bucket
 from sam2_jax.build import SAM2Model
 from sam2_jax.image_prompts import prepare_image_prompts
+from sam2_jax.modeling.prompt_encoder import padded_points_mask
 from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.prompts import pad_points
 
 
 @functools.partial(jax.jit, static_argnames="module")
@@ -64,11 +66,9 @@ def _decode(
 
     def decode(m: SAM2):
         point_labels, token_mask = labels, None
-        if num_points is not None:
+        if num_points is not None:  # every set has >= 1 point: no dummy point is needed
             valid = jnp.arange(coords.shape[1])[None] < num_points[:, None]  # (N, P)
-            point_labels = jnp.where(valid, labels, -1)
-            # the appended "not a point" token is attended whenever there are points
-            token_mask = jnp.concatenate([valid, num_points[:, None] > 0], axis=1)
+            point_labels, token_mask = padded_points_mask(valid, labels)
         sparse, dense = m.sam_prompt_encoder(coords, point_labels, mask_input)
         n = sparse.shape[0]
         low_res, iou, _, _ = m.sam_mask_decoder(
@@ -172,11 +172,8 @@ class SAM2ImagePredictor:
         high_res = tuple(f[img : img + 1] for f in feats["high_res_feats"])
         num_points = None
         if coords is not None:  # clicks padded to a bucket: one program for 1 to 16 clicks
-            sets, n = coords.shape[:2]
-            size = click_bucket(n)
-            coords = np.pad(coords, ((0, 0), (0, size - n), (0, 0)))
-            labels = np.pad(labels, ((0, 0), (0, size - n)), constant_values=-1)
-            num_points = np.full((sets,), n, np.int32)
+            point_sets = list(zip(coords, labels, strict=True))
+            coords, labels, num_points = pad_points(point_sets, click_bucket(coords.shape[1]))
         low_res, iou = _decode(
             self.model.module,
             self.model.variables,

@@ -3,8 +3,7 @@
 `prepare_image_prompts` is `SAM2ImagePredictor`'s prompt rule as a free function: clicks and
 boxes in image pixels (or [0, 1]) are validated and scaled to model-input pixels, boxes
 become two points labelled 2 / 3 placed before the clicks (as the reference concatenates
-them), and low-res mask logits move to NHWC. `pad_points` gives the clicks the fixed shape
-of an exported decoder.
+them), and low-res mask logits move to NHWC.
 """
 
 from __future__ import annotations
@@ -81,25 +80,3 @@ def prepare_image_prompts(
         if coords is not None and mask.shape[0] != coords.shape[0]:
             raise ValueError(f"{mask.shape[0]} masks but {coords.shape[0]} point sets")
     return coords, labels, mask
-
-
-def pad_points(
-    coords: np.ndarray | None, labels: np.ndarray | None, max_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P, 2) coords and (P,) labels (or None) -> fixed-shape (1, max_points, 2) float32,
-    (1, max_points) int32 (padding labelled -1) and num_points (1,) int32.
-
-    Raises:
-      ValueError: more than `max_points` points.
-    """
-    n = 0 if coords is None else len(coords)
-    if n > max_points:
-        raise ValueError(
-            f"{n} prompt points (a box counts as 2) but these programs take at most "
-            f"{max_points}; export them again with a larger click bucket"
-        )
-    padded = np.zeros((1, max_points, 2), np.float32)
-    padded_labels = np.full((1, max_points), -1, np.int32)
-    if n:
-        padded[0, :n], padded_labels[0, :n] = coords, labels
-    return padded, padded_labels, np.array([n], np.int32)

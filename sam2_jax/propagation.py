@@ -31,9 +31,10 @@ import numpy as np
 from sam2_jax.memory.bank import MemoryBank, empty_bank, has_conditioning, write_recent
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.memory.selection import recent_position
-from sam2_jax.memory.step import FramePrompts, StepOutput, _step
+from sam2_jax.memory.step import StepOutput, _step
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
+from sam2_jax.prompts import FramePrompts, box_and_clicks, pack_frame_prompts
 
 Variables = dict[str, Any]
 
@@ -377,15 +378,7 @@ class ObjectPrompt:
 
     def point_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) float32 coordinates and (N,) int32 labels, the box corners first."""
-        coords = [np.zeros((0, 2), np.float32)]
-        labels = [np.zeros((0,), np.int32)]
-        if self.box is not None:
-            coords.append(np.asarray(self.box, np.float32).reshape(2, 2))
-            labels.append(np.array([2, 3], np.int32))
-        if self.points is not None:
-            coords.append(np.asarray(self.points, np.float32).reshape(-1, 2))
-            labels.append(np.asarray(self.labels, np.int32).reshape(-1))
-        return np.concatenate(coords), np.concatenate(labels)
+        return box_and_clicks(self.box, self.points, self.labels)
 
 
 def frame_prompts(
@@ -395,23 +388,16 @@ def frame_prompts(
 
     image_size: with a value, the mask field is a (B, S, S) array; None leaves it out.
     """
-    coords = np.zeros((num_objects, max_points, 2), np.float32)
-    labels = np.zeros((num_objects, max_points), np.int32)
-    count = np.zeros((num_objects,), np.int32)
-    mask = None if image_size is None else np.zeros((num_objects, image_size, image_size), bool)
-    has_mask = np.zeros((num_objects,), bool)
+    points: list = [None] * num_objects
+    masks: list = [None] * num_objects
     for p in prompts:
         if p.mask is not None:
-            if mask is None:
-                raise ValueError("a mask prompt needs image_size")
-            mask[p.obj] = np.asarray(p.mask, bool)
-            has_mask[p.obj] = True
+            masks[p.obj] = p.mask
             continue
-        c, lab = p.point_arrays()
-        if len(c) == 0:
+        points[p.obj] = p.point_arrays()
+        if len(points[p.obj][0]) == 0:
             raise ValueError(f"prompt for object {p.obj} on frame {p.frame} is empty")
-        coords[p.obj, : len(c)], labels[p.obj, : len(c)], count[p.obj] = c, lab, len(c)
-    return FramePrompts(coords, labels, count, mask, has_mask)
+    return pack_frame_prompts(points, masks, max_points, image_size)
 
 
 @dataclasses.dataclass

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from sam2_jax.prompts import box_and_clicks
+
 # Object ids name output folders (masks/<obj_id>/), so a string id must be a plain name.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 LABEL_MEANINGS = {1: "1 (positive)", 0: "0 (negative)", 2: "2/3 (box corners)", -1: "-1 (padding)"}
@@ -229,11 +231,10 @@ def video_prompt(
         )
         if len(xy) == 0 and box is None:
             raise ValueError(f"{lead}points is empty and no box is given")
+    corners = None
     if box is not None:
         corners = boxes(box, image_hw=video_hw, pixels=pixels, kind="video", context=context)
-        xy = np.concatenate([corners.reshape(2, 2), xy])
-        labs = np.concatenate([np.array([2, 3], np.int32), labs])
-    return xy, labs
+    return box_and_clicks(corners, xy, labs)
 
 
 def mask_logits(mask: Any, *, side: int, name: str = "mask_input", context: str = "") -> np.ndarray:

@@ -39,9 +39,10 @@ from sam2_jax.buckets import click_bucket, cond_slot_bucket, object_bucket
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.memory.bank import NO_FRAME, MemoryBank
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
-from sam2_jax.memory.step import FramePrompts, encode_prompted_memory, no_prompts, track_step
+from sam2_jax.memory.step import encode_prompted_memory, track_step
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
+from sam2_jax.prompts import FramePrompts, no_prompts, pack_frame_prompts
 from sam2_jax.propagation import iter_chunks
 from sam2_jax.video_frames import VideoFrames
 from sam2_jax.video_io import mask_to_model, to_video_resolution
@@ -282,23 +283,9 @@ class SAM2VideoPredictor:
         reverse = False if is_init else o.tracked[frame_idx]
         is_cond = is_init or self.add_all_frames_to_correct_as_cond
         s = self.image_size
-        if points is not None:
-            n = len(points[0])
-            p = click_bucket(n)
-            coords = np.zeros((1, p, 2), np.float32)
-            labels = np.zeros((1, p), np.int32)
-            coords[0, :n], labels[0, :n] = points
-            prompts = FramePrompts(
-                coords,
-                labels,
-                np.array([n], np.int32),
-                np.zeros((1, s, s), bool),
-                np.zeros(1, bool),
-            )
-        else:
-            prompts = no_prompts(1, click_bucket(0), s)._replace(
-                mask=mask[None], has_mask=np.ones(1, bool)
-            )
+        n = 0 if points is None else len(points[0])
+        masks = None if mask is None else [mask]
+        prompts = pack_frame_prompts([points], masks, click_bucket(n), s)
         prev_logits = None
         previous = o.output(frame_idx, is_cond)
         if points is not None and previous is not None:

@@ -27,8 +27,9 @@ from sam2_jax import validation
 from sam2_jax.build import SAM2Model
 from sam2_jax.memory.bank import MemoryBank, empty_bank
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
-from sam2_jax.memory.step import FramePrompts, track_step
+from sam2_jax.memory.step import track_step
 from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.prompts import FramePrompts, pack_frame_prompts
 from sam2_jax.video_frames import _resize, normalize
 from sam2_jax.video_io import mask_to_model, to_video_resolution
 from sam2_jax.video_postprocess import fill_holes, non_overlapping
@@ -142,20 +143,16 @@ class StreamTracker:
         self._pending[self.obj_ids.index(obj_id)] = prompt
 
     def _prompts(self) -> FramePrompts:
-        b, p, s = len(self.obj_ids), self.max_points, self.size
-        coords = np.zeros((b, p, 2), np.float32)
-        labels = np.zeros((b, p), np.int32)
-        count = np.zeros((b,), np.int32)
-        with_mask = any(isinstance(v, np.ndarray) for v in self._pending.values())
-        mask = np.zeros((b, s, s), bool) if with_mask else None
-        has_mask = np.zeros((b,), bool)
+        b = len(self.obj_ids)
+        points: list = [None] * b
+        masks: list = [None] * b
         for obj, prompt in self._pending.items():
             if isinstance(prompt, np.ndarray):
-                mask[obj], has_mask[obj] = prompt, True
+                masks[obj] = prompt
             else:
-                n = len(prompt[0])
-                coords[obj, :n], labels[obj, :n], count[obj] = prompt[0], prompt[1], n
-        return FramePrompts(coords, labels, count, mask, has_mask)
+                points[obj] = prompt
+        with_mask = any(m is not None for m in masks)
+        return pack_frame_prompts(points, masks, self.max_points, self.size if with_mask else None)
 
     def track(self, frame: np.ndarray) -> tuple[int, list[Hashable], np.ndarray]:
         """One frame (H, W, 3) uint8 RGB -> (frame_idx, obj_ids, (N_obj, 1, H, W) logits).

@@ -31,9 +31,10 @@ import jax.numpy as jnp
 from sam2_jax.config import ModelConfig
 from sam2_jax.memory.bank import MemoryBank, empty_bank
 from sam2_jax.memory.policy import REFERENCE
-from sam2_jax.memory.step import FramePrompts, encode_prompted_memory, no_prompts, track_step
+from sam2_jax.memory.step import encode_prompted_memory, track_step
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2
+from sam2_jax.prompts import FramePrompts, no_prompts
 from sam2_jax.serving.manifest import BANK, Layout
 
 Arrays = dict[str, jax.Array]

@@ -28,7 +28,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from sam2_jax.memory.bank import MemoryBank, has_conditioning
 from sam2_jax.memory.encoding import encode_memory
@@ -37,46 +36,9 @@ from sam2_jax.memory.tokens import condition_on_memory
 from sam2_jax.modeling.interpolation import upsample_bilinear
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
+from sam2_jax.prompts import FramePrompts
 
 Variables = dict[str, Any]
-
-
-class FramePrompts(NamedTuple):
-    """The prompts of one frame for B objects, padded to a fixed number of points.
-
-    Attributes:
-      point_coords: (B, P, 2) float32 (x, y) in model-input pixels; a box is two points with
-        labels 2 / 3 placed before the clicks, as in the reference.
-      point_labels: (B, P) int32 (1 positive, 0 negative, 2 / 3 box corners).
-      num_points: (B,) int32; the first num_points entries are real, the rest padding.
-      mask: (B, S, S) bool mask prompt at the model input size, or None for no mask prompts.
-      has_mask: (B,) bool; an object with a mask prompt ignores its points.
-    """
-
-    point_coords: jax.Array
-    point_labels: jax.Array
-    num_points: jax.Array
-    mask: jax.Array | None
-    has_mask: jax.Array
-
-    @property
-    def has_prompt(self) -> jax.Array:
-        """(B,) bool."""
-        return (self.num_points > 0) | self.has_mask
-
-
-def no_prompts(num_objects: int, max_points: int = 1, image_size: int | None = None):
-    """FramePrompts with nothing in them (a plain tracking frame); with `image_size` the
-    mask field is an all-False (B, S, S) array instead of None."""
-    b = num_objects
-    mask = None if image_size is None else np.zeros((b, image_size, image_size), bool)
-    return FramePrompts(
-        point_coords=np.zeros((b, max_points, 2), np.float32),
-        point_labels=np.zeros((b, max_points), np.int32),
-        num_points=np.zeros((b,), np.int32),
-        mask=mask,
-        has_mask=np.zeros((b,), bool),
-    )
 
 
 class StepOutput(NamedTuple):

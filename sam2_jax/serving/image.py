@@ -9,8 +9,9 @@ import os
 import numpy as np
 
 from sam2_jax import transforms
-from sam2_jax.image_prompts import pad_points, prepare_image_prompts
+from sam2_jax.image_prompts import prepare_image_prompts
 from sam2_jax.serving.artifacts import CompiledModel
+from sam2_jax.serving.manifest import exported_points
 
 
 def open_programs(folder: str | os.PathLike, backend: str):
@@ -114,11 +115,8 @@ class ExportedImagePredictor:
         low_res, iou = [], []
         no_mask = np.zeros((1, side, side), np.float32)
         for i in range(sets):  # the program decodes one prompt set at a time
-            padded, padded_labels, count = pad_points(
-                None if coords is None else coords[i],
-                None if labels is None else labels[i],
-                self.manifest.layout.max_points,
-            )
+            points = None if coords is None else (coords[i], labels[i])
+            padded, padded_labels, count = exported_points(points, self.manifest.layout)
             out = self.programs(
                 "prompt_decoder",
                 **self._features,

@@ -22,6 +22,10 @@ import os
 import pathlib
 from typing import Any
 
+import numpy as np
+
+from sam2_jax.prompts import pad_points
+
 FORMAT = "sam2_jax.compiled"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -51,6 +55,21 @@ class Layout:
             value = getattr(self, field.name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
+
+
+def exported_points(
+    points: tuple[np.ndarray, np.ndarray] | None, layout: Layout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One object's (n, 2) / (n,) points (or None) padded to the programs' click bucket:
+    (1, P, 2) float32, (1, P) int32 and (1,) int32 counts.
+
+    Raises:
+      ValueError: more points than the programs were exported for.
+    """
+    try:
+        return pad_points([points], layout.max_points)
+    except ValueError as e:
+        raise ValueError(f"{e}; export the programs again with a larger click bucket") from None
 
 
 @dataclasses.dataclass(frozen=True)

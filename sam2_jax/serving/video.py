@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax import validation
-from sam2_jax.image_prompts import pad_points
 from sam2_jax.serving.artifacts import CompiledModel
-from sam2_jax.serving.manifest import BANK
+from sam2_jax.serving.manifest import BANK, exported_points
 from sam2_jax.video_frames import VideoFrames
 from sam2_jax.video_io import mask_to_model, to_video_resolution
 from sam2_jax.video_postprocess import fill_holes, non_overlapping
@@ -140,7 +139,7 @@ class ExportedVideoPredictor:
         if not clear_old_points and old is not None:
             coords = np.concatenate([old[0], coords])
             labs = np.concatenate([old[1], labs])
-        pad_points(coords, labs, self.manifest.layout.max_points)  # too many: fail before storing
+        exported_points((coords, labs), self.manifest.layout)  # too many: fail before storing
         o = state.objects[self._object(state, obj_id)]
         o.points[frame_idx] = (coords, labs)
         return self._decode(state, o, frame_idx, points=(coords, labs))
@@ -178,8 +177,7 @@ class ExportedVideoPredictor:
         reverse = False if is_init else o.tracked[frame_idx]
         is_cond = is_init or self.add_all_frames_to_correct_as_cond
         s, side = self.image_size, 4 * self.manifest.embedding_size
-        coords, labels = points if points is not None else (None, None)
-        coords, labels, count = pad_points(coords, labels, self.manifest.layout.max_points)
+        coords, labels, count = exported_points(points, self.manifest.layout)
         previous = o.output(frame_idx, is_cond)
         refine = points is not None and previous is not None  # clicked again: feed logits back
         out = self.programs(
