@@ -16,7 +16,7 @@ from PIL import Image
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as ReferenceGenerator
 
 from bench.harness import measure, print_comparison
-from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+from sam2_jax.amg.generator import SAM2AutomaticMaskGenerator
 from tests import reference as ref
 
 IMAGE = "truck.jpg"

@@ -15,7 +15,7 @@ from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor as ReferencePredictor
 
 from bench.harness import measure, print_comparison
-from sam2_jax.image_predictor import SAM2ImagePredictor
+from sam2_jax.image.predictor import SAM2ImagePredictor
 from tests import reference as ref
 
 IMAGE = "truck.jpg"

@@ -27,8 +27,9 @@ from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
 from sam2_jax.memory.bank import empty_bank
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
-from sam2_jax.propagation import ObjectPrompt, frame_prompts, stream, track_video
-from sam2_jax.video_io import list_frames, load_frames, points_to_model, video_size
+from sam2_jax.video.chunks import stream
+from sam2_jax.video.io import list_frames, load_frames, points_to_model, video_size
+from sam2_jax.video.offline import ObjectPrompt, frame_prompts, track_video
 from tests import reference as ref
 
 VIDEO = ref.SHARED_DATA / "videos" / "bedroom"
@@ -108,7 +109,7 @@ def run_speed(variant: str, image_size: int, num_frames: int, repeats: int) -> d
 
 
 def _agreement(ours_low: np.ndarray, theirs: dict, hw: tuple[int, int]) -> float:
-    from sam2_jax.video_io import to_video_resolution
+    from sam2_jax.video.io import to_video_resolution
 
     worst = 1.0
     for f, expected in theirs.items():

@@ -17,7 +17,7 @@ import torch
 from bench.harness import measure_alternating, print_comparison
 from bench.video import _frames_folder, _models, _peak_row, _synthetic_folder, peak_growth
 from sam2_jax.build import SAM2Model
-from sam2_jax.video_predictor import SAM2VideoPredictor
+from sam2_jax.video.predictor import SAM2VideoPredictor
 
 # click positions (fractions of width, height): distinct places for up to 8 objects
 CLICKS = [(0.45, 0.6), (0.2, 0.3), (0.7, 0.3), (0.3, 0.8), (0.8, 0.75), (0.55, 0.15),

@@ -12,12 +12,12 @@ _PUBLIC = {
     "ModelConfig": "sam2_jax.config",
     "get_config": "sam2_jax.config",
     "SAM2": "sam2_jax.modeling.sam2_base",
-    "SAM2AutomaticMaskGenerator": "sam2_jax.automatic_mask_generator",
-    "SAM2ImagePredictor": "sam2_jax.image_predictor",
+    "SAM2AutomaticMaskGenerator": "sam2_jax.amg.generator",
+    "SAM2ImagePredictor": "sam2_jax.image.predictor",
     "SAM2Model": "sam2_jax.build",
     "build_sam2": "sam2_jax.build",
-    "SAM2VideoPredictor": "sam2_jax.video_predictor",
-    "build_sam2_video_predictor": "sam2_jax.video_predictor",
+    "SAM2VideoPredictor": "sam2_jax.video.predictor",
+    "build_sam2_video_predictor": "sam2_jax.video.predictor",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from sam2_jax.image_io import to_rgb8
+from sam2_jax.image.io import to_rgb8
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -26,7 +26,7 @@ def as_rgb_uint8(image) -> np.ndarray:
     """Validates an input image and returns it as (H, W, 3) uint8.
 
     Accepts a PIL image (any mode, converted to RGB; 16-bit images scaled to 8 bits, see
-    `image_io.to_rgb8`) or an ndarray of dtype uint8 shaped
+    `image.io.to_rgb8`) or an ndarray of dtype uint8 shaped
     (H, W, 3) RGB, (H, W) or (H, W, 1) grayscale (replicated to 3 channels) or (H, W, 4) RGBA
     (alpha dropped). Float arrays are rejected: their value range is ambiguous.
     """

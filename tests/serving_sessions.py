@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from sam2_jax.cli_common import bundled
+from sam2_jax.cli.common import bundled
 
 IMAGE = "groceries.jpg"  # 800 x 534
 CLIP = "shapes_clip/frames"  # 24 frames of 128 x 128
@@ -31,10 +31,12 @@ FORBIDDEN = (
     "sam2_jax.build",
     "sam2_jax.modeling.sam2_base",
     "sam2_jax.memory.step",
-    "sam2_jax.propagation",
+    "sam2_jax.video.loop",
+    "sam2_jax.video.chunks",
+    "sam2_jax.video.offline",
     "sam2_jax.memory",
-    "sam2_jax.image_predictor",
-    "sam2_jax.video_predictor",
+    "sam2_jax.image.predictor",
+    "sam2_jax.video.predictor",
 )
 
 IMAGE_PROMPTS = {

@@ -12,7 +12,9 @@ from pycocotools import mask as mask_utils
 from sam2.utils import amg as reference_amg
 from torchvision.ops import batched_nms
 
-from sam2_jax import amg_utils, mask_scoring, rle
+from sam2_jax import rle
+from sam2_jax.amg import mask_scoring
+from sam2_jax.amg import utils as amg_utils
 
 
 def random_boxes(rng, n: int, size: int = 200) -> np.ndarray:

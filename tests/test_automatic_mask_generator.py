@@ -37,7 +37,8 @@ from sam2.utils import amg as reference_amg
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from sam2_jax import SAM2AutomaticMaskGenerator, mask_scoring, rle
+from sam2_jax import SAM2AutomaticMaskGenerator, rle
+from sam2_jax.amg import mask_scoring
 from tests import reference as ref
 
 NAME, SIZE = "sam2.1_hiera_t", 256

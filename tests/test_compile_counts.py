@@ -16,8 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-from sam2_jax import build_sam2_video_predictor, propagation, video_predictor
-from sam2_jax.cli_common import bundled
+from sam2_jax import build_sam2_video_predictor
+from sam2_jax.cli.common import bundled
+from sam2_jax.video import loop as propagation
+from sam2_jax.video import predictor as video_predictor
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -88,7 +90,8 @@ def test_image_predictor_click_counts_share_one_program():
     logits: the softmax sums run over 17 instead of n + 1 tokens, in another order)."""
     from PIL import Image
 
-    from sam2_jax import SAM2ImagePredictor, build_sam2, image_predictor
+    from sam2_jax import SAM2ImagePredictor, build_sam2
+    from sam2_jax.image import predictor as image_predictor
 
     frame = sorted(pathlib.Path(bundled("shapes_clip/frames")).glob("*.jpg"))[0]
     predictor = SAM2ImagePredictor(build_sam2())

@@ -9,7 +9,7 @@ import pytest
 
 from sam2_jax import build_sam2, build_sam2_video_predictor
 from sam2_jax.build import DEFAULT_MODEL_DIR
-from sam2_jax.cli_common import add_model_arguments, choose_model
+from sam2_jax.cli.common import add_model_arguments, choose_model
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -54,7 +54,7 @@ def test_cli_weights_are_the_default_unless_asked_otherwise(capsys):
 
 
 def test_init_state_takes_the_reference_memory_options():
-    from sam2_jax.cli_common import bundled
+    from sam2_jax.cli.common import bundled
 
     predictor = build_sam2_video_predictor(progress=False)
     state = predictor.init_state(

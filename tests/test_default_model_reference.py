@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 
 from sam2_jax import SAM2AutomaticMaskGenerator, SAM2ImagePredictor, build_sam2, cli
-from sam2_jax.cli_common import bundled
+from sam2_jax.cli.common import bundled
 from sam2_jax.convert.reference_config import reference_build_args
 from sam2_jax.train.data.shapes_source import split_seed
 from sam2_jax.train.data.synthetic import generate_video
-from sam2_jax.video_predictor import build_sam2_video_predictor
+from sam2_jax.video.predictor import build_sam2_video_predictor
 from tests.test_automatic_mask_generator import match
 from tests.test_video_predictor import components_bfs
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor as ReferencePredictor
 
-from sam2_jax.image_predictor import SAM2ImagePredictor
+from sam2_jax.image.predictor import SAM2ImagePredictor
 from tests import reference as ref
 
 MIN_MASK_AGREEMENT = 0.999

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from sam2_jax import build_sam2
-from sam2_jax.cli_common import bundled
+from sam2_jax.cli.common import bundled
 from sam2_jax.memory import REFERENCE, ReferencePolicy, reference_policy
-from sam2_jax.propagation import ObjectPrompt, track_video
-from sam2_jax.video_predictor import SAM2VideoPredictor
-from sam2_jax.video_stream import StreamTracker
+from sam2_jax.video.offline import ObjectPrompt, track_video
+from sam2_jax.video.predictor import SAM2VideoPredictor
+from sam2_jax.video.stream import StreamTracker
 from tests.test_default_model_reference import exported
 from tests.test_video_predictor import components_bfs
 

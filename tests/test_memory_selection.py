@@ -25,7 +25,7 @@ from sam2_jax.memory.bank import empty_bank, write_recent
 from sam2_jax.memory.tokens import memory_sequence
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
-from sam2_jax.propagation import reverse_bank
+from sam2_jax.video.loop import reverse_bank
 from tests import reference as ref
 
 SIZE = 128  # 8x8 memory grid: selection does not depend on the resolution

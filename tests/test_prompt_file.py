@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from sam2_jax import cli
-from sam2_jax.prompt_file import load_prompts
-from sam2_jax.video_frames import VideoFrames
-from sam2_jax.video_io import list_frames
+from sam2_jax.cli.prompt_file import load_prompts
+from sam2_jax.video.frames import VideoFrames
+from sam2_jax.video.io import list_frames
 
 H, W = 40, 48
 CLICK = {"frame": 0, "points": [[20, 20]], "labels": [1]}
@@ -246,7 +246,7 @@ def test_corrupt_frame_mid_video_keeps_the_tracked_frames(
     "complete": false, and no overlay (nor a temporary file) is left. The stand-in predictor
     runs in a second; the real default model (slow) takes ~20-30 s on a busy CPU."""
     if not real_model:
-        monkeypatch.setattr("sam2_jax.video_predictor.build_sam2_video_predictor", _StubPredictor)
+        monkeypatch.setattr("sam2_jax.video.predictor.build_sam2_video_predictor", _StubPredictor)
     frames = _frames(tmp_path / "frames", 10)
     noise = np.random.default_rng(0).integers(0, 255, (H, W, 3)).astype(np.uint8)
     Image.fromarray(noise).save(frames / "00009.jpg", quality=95)
@@ -273,7 +273,7 @@ def test_corrupt_frame_mid_video_keeps_the_tracked_frames(
 def test_overwrite_replaces_an_earlier_run(tmp_path, capsys, monkeypatch):
     """--overwrite deletes the earlier run's results (a stale object folder among them) and
     keeps other files; the new summary says "complete": true."""
-    monkeypatch.setattr("sam2_jax.video_predictor.build_sam2_video_predictor", _StubPredictor)
+    monkeypatch.setattr("sam2_jax.video.predictor.build_sam2_video_predictor", _StubPredictor)
     frames = _frames(tmp_path / "frames", 3)
     prompts = _prompts(tmp_path, {"objects": [{"id": 1, "prompts": [CLICK]}]})
     out = tmp_path / "out"

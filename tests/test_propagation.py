@@ -14,15 +14,9 @@ import pytest
 
 from sam2_jax.memory.bank import empty_bank
 from sam2_jax.memory.step import encode_frame, track_step
-from sam2_jax.propagation import (
-    ObjectPrompt,
-    StepInputs,
-    frame_prompts,
-    propagate,
-    propagate_videos,
-    stream,
-    track_video,
-)
+from sam2_jax.video.chunks import stream
+from sam2_jax.video.loop import StepInputs, propagate, propagate_videos
+from sam2_jax.video.offline import ObjectPrompt, frame_prompts, track_video
 from tests import tracking_harness as th
 
 NAME = "sam2.1_hiera_t"

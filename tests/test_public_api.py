@@ -1,9 +1,9 @@
 """The names the README and the docs use are importable from the package top."""
 
 import sam2_jax
-from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
-from sam2_jax.image_predictor import SAM2ImagePredictor
-from sam2_jax.video_predictor import SAM2VideoPredictor, build_sam2_video_predictor
+from sam2_jax.amg.generator import SAM2AutomaticMaskGenerator
+from sam2_jax.image.predictor import SAM2ImagePredictor
+from sam2_jax.video.predictor import SAM2VideoPredictor, build_sam2_video_predictor
 
 
 def test_predictors_and_builders_are_importable_from_the_package_top():

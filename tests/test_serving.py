@@ -28,9 +28,9 @@ from jax import export
 
 from sam2_jax import cli
 from sam2_jax.build import build_sam2
-from sam2_jax.image_predictor import SAM2ImagePredictor
+from sam2_jax.image.predictor import SAM2ImagePredictor
 from sam2_jax.serving import ExportedImagePredictor, read_manifest
-from sam2_jax.video_predictor import SAM2VideoPredictor
+from sam2_jax.video.predictor import SAM2VideoPredictor
 from tests import serving_sessions
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

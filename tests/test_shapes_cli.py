@@ -9,7 +9,7 @@ import os
 import pytest
 
 from sam2_jax import cli
-from sam2_jax.cli_common import bundled
+from sam2_jax.cli.common import bundled
 from sam2_jax.evaluation import evaluate_folders
 
 

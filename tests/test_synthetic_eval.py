@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_jax.cli_common import bundled
+from sam2_jax.cli.common import bundled
 from sam2_jax.evaluation import read_video_masks
 from sam2_jax.evaluation.sample_clip import write_sample_clip
 from sam2_jax.evaluation.synthetic import (

@@ -21,8 +21,8 @@ float32 rounding difference can flip a bfloat16 rounding and is then carried by 
 import numpy as np
 import pytest
 
-from sam2_jax.propagation import ObjectPrompt, track_video
-from sam2_jax.video_io import mask_to_model, points_to_model
+from sam2_jax.video.io import mask_to_model, points_to_model
+from sam2_jax.video.offline import ObjectPrompt, track_video
 from tests import tracking_harness as th
 
 

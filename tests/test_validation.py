@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from sam2_jax import transforms, validation
-from sam2_jax.image_io import read_rgb, to_rgb8
-from sam2_jax.image_predictor import SAM2ImagePredictor
-from sam2_jax.video_frames import VideoFrames
-from sam2_jax.video_predictor import InferenceState, SAM2VideoPredictor
+from sam2_jax.image.io import read_rgb, to_rgb8
+from sam2_jax.image.predictor import SAM2ImagePredictor
+from sam2_jax.video.frames import VideoFrames
+from sam2_jax.video.predictor import InferenceState, SAM2VideoPredictor
 
 H, W, S = 20, 30, 64  # video / image size, model input size
 STAND_IN = types.SimpleNamespace(

@@ -16,7 +16,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from sam2_jax import validation  # noqa: E402
-from sam2_jax.prompt_file import PROMPT_KEYS, load_prompts  # noqa: E402
+from sam2_jax.cli.prompt_file import PROMPT_KEYS, load_prompts  # noqa: E402
 
 settings.register_profile("sam2_jax", max_examples=150, deadline=None)
 settings.load_profile("sam2_jax")

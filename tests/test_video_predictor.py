@@ -34,8 +34,8 @@ import pytest
 import torch
 
 from sam2_jax.build import SAM2Model
-from sam2_jax.video_postprocess import fill_holes
-from sam2_jax.video_predictor import SAM2VideoPredictor
+from sam2_jax.video.postprocess import fill_holes
+from sam2_jax.video.predictor import SAM2VideoPredictor
 from tests import reference as ref
 from tests import tracking_harness as th
 
@@ -252,8 +252,8 @@ def test_video_file_matches_jpeg_folder(tmp_path):
     for a lossless encode of the JPEGs, within the codecs' rounding for the sample's mp4."""
     import av
 
-    from sam2_jax.video_frames import VideoFrames
-    from sam2_jax.video_io import list_frames
+    from sam2_jax.video.frames import VideoFrames
+    from sam2_jax.video.io import list_frames
 
     if not th.VIDEO.is_dir():
         pytest.skip(f"sample video not found at {th.VIDEO}")
@@ -335,7 +335,7 @@ def test_outputs_round_trip(tmp_path):
     import av
     from PIL import Image
 
-    from sam2_jax.video_output import (
+    from sam2_jax.video.output import (
         OverlayWriter,
         RLEWriter,
         load_rle_json,
@@ -378,7 +378,7 @@ def test_outputs_round_trip(tmp_path):
 @pytest.mark.slow
 def test_stream_tracker_matches_predictor(predictor, tmp_path_factory):
     """Frames fed one at a time (bounded memory) give the predictor's propagation outputs."""
-    from sam2_jax.video_stream import StreamTracker
+    from sam2_jax.video.stream import StreamTracker
 
     video = th.sample_video(tmp_path_factory)
     h, w = video.hw

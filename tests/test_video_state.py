@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam2_jax.scratch_file import ScratchFile
-from sam2_jax.video_state import FrameOutput, SpilledOutputs
+from sam2_jax.video.scratch_file import ScratchFile
+from sam2_jax.video.state import FrameOutput, SpilledOutputs
 
 
 def _output(rng: np.random.Generator, side: int = 64, c: int = 256, hw: int = 256, m: int = 64):

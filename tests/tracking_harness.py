@@ -16,7 +16,7 @@ import torch
 from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
 from sam2_jax.modeling.sam2_base import SAM2, param_shapes
-from sam2_jax.video_io import list_frames, load_frames, to_video_resolution, video_size
+from sam2_jax.video.io import list_frames, load_frames, to_video_resolution, video_size
 from tests import reference as ref
 
 SIZE = 256

@@ -6,16 +6,16 @@ import argparse
 import json
 import time
 
-from sam2_jax.cli_common import add_model_arguments, add_overwrite_argument
+from sam2_jax.cli.common import add_model_arguments, add_overwrite_argument
 
 
 def eval_synthetic(args: argparse.Namespace) -> None:
     from sam2_jax.build import build_sam2
-    from sam2_jax.cli_common import choose_model, describe_weights
+    from sam2_jax.cli.common import choose_model, describe_weights
     from sam2_jax.evaluation.synthetic import evaluate_one_click
-    from sam2_jax.image_predictor import SAM2ImagePredictor
+    from sam2_jax.image.predictor import SAM2ImagePredictor
     from sam2_jax.output_files import check_new_file, write_text
-    from sam2_jax.video_predictor import SAM2VideoPredictor
+    from sam2_jax.video.predictor import SAM2VideoPredictor
 
     if args.videos < 1:
         raise SystemExit(

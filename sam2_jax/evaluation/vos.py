@@ -29,7 +29,7 @@ from PIL import Image
 
 from sam2_jax.evaluation.measures import BOUND_TH, contour_accuracy_frames, region_similarity
 from sam2_jax.output_files import write_text
-from sam2_jax.video_io import list_frames
+from sam2_jax.video.io import list_frames
 
 VOID_ID = 255
 PNG_SUFFIXES = (".png", ".PNG")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from sam2_jax.cli_common import (
+from sam2_jax.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
     choose_model,

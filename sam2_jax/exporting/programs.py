@@ -3,7 +3,7 @@
 Each `Program` has a function `fn(module, variables, inputs) -> outputs` (dicts of arrays
 keyed by name) and its input shapes; the writer bakes in nothing but the shapes: weights are
 the programs' first argument. Every program runs the live predictors' own code (`SAM2`
-methods, `tracking.track_step`, `tracking.encode_prompted_memory`), only with fixed-shape,
+methods, `memory.step.track_step`, `memory.step.encode_prompted_memory`), only with fixed-shape,
 padded inputs:
 
 - `image_encoder`: image (1, S, S, 3) normalized -> vision_features (1, h, h, C),

@@ -35,8 +35,8 @@ from sam2_jax.serving.manifest import (
     Manifest,
     TensorSpec,
 )
-from sam2_jax.video_io import IMAGENET_MEAN, IMAGENET_STD
-from sam2_jax.video_postprocess import HOLE_LOGIT
+from sam2_jax.video.io import IMAGENET_MEAN, IMAGENET_STD
+from sam2_jax.video.postprocess import HOLE_LOGIT
 
 
 def weight_names(params) -> tuple[list[str], list[jax.Array], jax.tree_util.PyTreeDef]:

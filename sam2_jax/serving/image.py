@@ -1,6 +1,6 @@
 """`ExportedImagePredictor`: `SAM2ImagePredictor`'s `set_image` / `predict` on exported
 programs (`image_encoder`, `prompt_decoder`), with the same pre- and post-processing
-(`sam2_jax.transforms`, `sam2_jax.image_prompts`) and no model code."""
+(`sam2_jax.transforms`, `sam2_jax.image.prompts`) and no model code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from sam2_jax import transforms
-from sam2_jax.image_prompts import prepare_image_prompts
+from sam2_jax.image.prompts import prepare_image_prompts
 from sam2_jax.serving.artifacts import CompiledModel
 from sam2_jax.serving.manifest import exported_points
 

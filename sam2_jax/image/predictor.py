@@ -20,7 +20,7 @@ import numpy as np
 from sam2_jax import transforms
 from sam2_jax.buckets import click_bucket
 from sam2_jax.build import SAM2Model
-from sam2_jax.image_prompts import prepare_image_prompts
+from sam2_jax.image.prompts import prepare_image_prompts
 from sam2_jax.modeling.prompt_encoder import padded_points_mask
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.prompts import pad_points
@@ -154,7 +154,7 @@ class SAM2ImagePredictor:
     # ---------------------------------------------------------------- prompts
 
     def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords, img):
-        """Validated prompts in model-input units (`image_prompts.prepare_image_prompts`)."""
+        """Validated prompts in model-input units (`image.prompts.prepare_image_prompts`)."""
         return prepare_image_prompts(
             point_coords,
             point_labels,

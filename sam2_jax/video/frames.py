@@ -2,7 +2,7 @@
 
 Every source gives the same model inputs for the same pixels: each frame is PIL-resized to
 S x S with the bicubic filter (aspect ratio not kept), /255, ImageNet mean / std, as the
-reference's JPEG loader does (`video_io.load_frames`). Video files are decoded with PyAV
+reference's JPEG loader does (`video.io.load_frames`). Video files are decoded with PyAV
 (FFmpeg) at their own resolution first; the reference decodes them with decord straight at
 S x S, whose scaler differs slightly.
 
@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from sam2_jax.image_io import to_rgb8
-from sam2_jax.scratch_file import ScratchFile
-from sam2_jax.video_io import IMAGENET_MEAN, IMAGENET_STD, list_frames
+from sam2_jax.image.io import to_rgb8
+from sam2_jax.video.io import IMAGENET_MEAN, IMAGENET_STD, list_frames
+from sam2_jax.video.scratch_file import ScratchFile
 
 
 def _resize(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Host-side helpers of automatic mask generation: point grids, crops, boxes and NMS.
 
 Everything here is small numpy work on (N, 4) boxes or (P, 2) points; the per-pixel work
-(upsampling, stability scores, tight boxes) is compiled, in `sam2_jax.mask_scoring`.
+(upsampling, stability scores, tight boxes) is compiled, in `sam2_jax.amg.mask_scoring`.
 Boxes are XYXY with *inclusive* max coordinates (the last foreground column / row), as the
 reference's `batched_mask_to_box` produces them; an empty mask has the box (0, 0, 0, 0).
 """

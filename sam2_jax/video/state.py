@@ -18,8 +18,8 @@ from collections.abc import Hashable, Iterator, MutableMapping, Sequence
 
 import numpy as np
 
-from sam2_jax.scratch_file import ScratchFile
-from sam2_jax.video_frames import VideoFrames
+from sam2_jax.video.frames import VideoFrames
+from sam2_jax.video.scratch_file import ScratchFile
 
 
 @dataclasses.dataclass

@@ -1,153 +1,70 @@
-"""Interactive video segmentation with the reference `SAM2VideoPredictor`'s API and semantics.
+"""The reference `SAM2VideoPredictor`'s session API and semantics, over any backend.
 
-A thin stateful object over the compiled video core:
+`VideoSessionAPI` holds everything a video predictor does on the host: prompt validation and
+coordinate scaling, which store a prompt's output goes to, consolidating every object's
+latest output on a frame, the preflight that encodes prompted memories, the propagation
+order and the storing of tracked outputs. A backend only computes
+(`sam2_jax.video.backend.SessionBackend`).
 
-- clicks, boxes and masks are decoded one object at a time by the compiled `track_step`
-  (`encode_memory=False`: memories of prompted frames are encoded when propagation starts,
-  from the post-processed output, as the reference's preflight does);
-- propagation is the compiled `lax.scan` of `propagation.iter_chunks` over the frames, all
-  objects at once, on a fixed-size `MemoryBank` built from the stored outputs at the start
-  frame (conditioning frames, and the memories and pointers of the frames just behind it).
-
-Per-frame results live on the host, per object, as the reference keeps them: low-res mask
-logits (after hole filling), object score, object pointer and the bfloat16 spatial memory.
-The device holds the weights, one frame's features and the fixed-size bank of one chunk.
+`SAM2VideoPredictor` (the live model) and `sam2_jax.serving.ExportedVideoPredictor`
+(exported programs) are the two backends. This module imports no model code.
 
 Semantics (REFERENCE_NOTES §3): a prompt on a frame the object was never tracked on makes a
 conditioning frame; a prompt on an already tracked frame is a correction that only changes
 that frame's output and memory until a later propagation re-tracks the frame
 (`add_all_frames_to_correct_as_cond=True` makes corrections conditioning frames instead);
 re-prompting a frame feeds its previous low-res logits back in as a dense prompt. Outputs
-are logits at video resolution, (N_obj, 1, H, W), with -1024 for objects without an output.
+are logits at video resolution, (N_obj, 1, H, W), with `no_obj_score` (-1024) for objects
+without an output on the frame.
 
-Shapes: S = image_size, h = S / 16, low-res masks (4h, 4h), HW = h * h, M = mem_dim.
+Shapes: S = image_size, low-res masks (L, L) with L = 4 * S / 16, b objects, n frames in a
+chunk, C = the pointer width, HW x M = one spatial memory.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Hashable, Iterator
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax import validation
-from sam2_jax.buckets import click_bucket, cond_slot_bucket, object_bucket
-from sam2_jax.build import SAM2Model, build_sam2
-from sam2_jax.memory.bank import NO_FRAME, MemoryBank
-from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
-from sam2_jax.memory.step import encode_prompted_memory, track_step
-from sam2_jax.modeling.sam2_base import SAM2
-from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
-from sam2_jax.prompts import FramePrompts, no_prompts, pack_frame_prompts
-from sam2_jax.propagation import iter_chunks
-from sam2_jax.video_frames import VideoFrames
-from sam2_jax.video_io import mask_to_model, to_video_resolution
-from sam2_jax.video_postprocess import fill_holes, non_overlapping
-from sam2_jax.video_state import FrameOutput, InferenceState, ObjectState, bank_arrays
-
-Variables = dict[str, Any]
+from sam2_jax.video.backend import SessionBackend
+from sam2_jax.video.frames import VideoFrames
+from sam2_jax.video.io import mask_to_model, to_video_resolution
+from sam2_jax.video.postprocess import fill_holes, non_overlapping
+from sam2_jax.video.state import FrameOutput, InferenceState
 
 
-# ---------------------------------------------------------------------------------------------
-# Compiled pieces (shared by every predictor of the same model)
-
-
-@functools.partial(jax.jit, static_argnames="module")
-def _frame_features(module: SAM2, variables: Variables, frame: jax.Array) -> dict:
-    """(S, S, 3) normalized frame -> `forward_image` output with batch 1."""
-    return module.apply(variables, frame[None], method=SAM2.forward_image)
-
-
-@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
-def _decode_prompted(
-    module: SAM2,
-    variables: Variables,
-    bank: MemoryBank,
-    features: dict,
-    frame_idx: jax.Array,
-    prompts: FramePrompts,
-    is_init_cond: jax.Array,
-    reverse: jax.Array,
-    prev_logits: jax.Array | None,
-    *,
-    num_frames: int | jax.Array,
-    memory_policy: MemoryPolicy,
-):
-    """One object's output on a prompted frame, without a memory (reference
-    `_run_single_frame_inference(run_mem_encoder=False)`)."""
-    _, out = track_step(
-        module,
-        variables,
-        bank,
-        features,
-        frame_idx,
-        prompts,
-        num_frames=num_frames,
-        reverse=reverse,
-        is_init_cond=is_init_cond,
-        prev_logits=prev_logits,
-        encode_memory=False,
-        memory_policy=memory_policy,
-    )
-    return out.low_res_masks, out.object_score_logits, out.obj_ptr
-
-
-_encode_memory = jax.jit(encode_prompted_memory, static_argnames=("module", "dtype"))
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-class SAM2VideoPredictor:
-    """Interactive video object segmentation (reference `SAM2VideoPredictor`).
-
-    Example:
-      predictor = build_sam2_video_predictor("sam2.1_hiera_t", "sam2.1_hiera_tiny.pt")
-      state = predictor.init_state("video.mp4")
-      predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[210, 350]], labels=[1])
-      for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
-          ...  # masks: (N_obj, 1, H, W) logits; masks > 0 is the segmentation
-    """
+class VideoSessionAPI(SessionBackend):
+    """The reference video predictor's methods; subclasses implement `SessionBackend`."""
 
     def __init__(
         self,
-        model: SAM2Model,
         *,
         fill_hole_area: int = 8,
         non_overlap_masks: bool = False,
         add_all_frames_to_correct_as_cond: bool = False,
-        chunk_size: int = 8,
         progress: bool = True,
-        memory_policy: MemoryPolicy = REFERENCE,
     ):
         """Args:
-        model: from `build_sam2`.
         fill_hole_area: background holes of at most this many low-res pixels are filled in
           the outputs (0: off); the reference's builder default is 8.
         non_overlap_masks: at each pixel only the highest-scoring object keeps a positive
           logit (the others are clamped to -10).
         add_all_frames_to_correct_as_cond: corrections on tracked frames become
           conditioning frames (kept through later propagation).
-        chunk_size: frames per compiled propagation call.
         progress: show progress bars while propagating.
-        memory_policy: what each frame reads from the memory and writes into it
-          (`sam2_jax.memory`; default SAM 2's rule, `reference_policy()`).
         """
-        self.model = model
-        self.module = model.module
-        self.variables = model.variables
-        self.config = model.config
-        self.image_size = model.config.image_size
         self.fill_hole_area = fill_hole_area
         self.non_overlap_masks = non_overlap_masks
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
-        self.chunk_size = chunk_size
         self.progress = progress
-        self.memory_policy = memory_policy
+
+    def _check_points(self, coords: np.ndarray, labels: np.ndarray) -> None:
+        """Raises ValueError for clicks the backend cannot take (before anything is stored)."""
 
     # --- session --------------------------------------------------------------------------
 
@@ -179,17 +96,20 @@ class SAM2VideoPredictor:
         state.obj_ids.clear()
         state.objects.clear()
 
-    # --- prompts --------------------------------------------------------------------------
-
-    def _check_frame(self, state: InferenceState, frame_idx: int) -> int:
-        return validation.frame_index(frame_idx, state.num_frames)
-
     def _object(self, state: InferenceState, obj_id: Hashable, create: bool) -> int:
         if obj_id in state.obj_ids:
             return state.obj_ids.index(obj_id)
         if not create:
             raise KeyError(f"unknown object id {obj_id!r}; existing ids: {state.obj_ids}")
         return state.new_object(obj_id)
+
+    def _features(self, state: InferenceState, frame_idx: int) -> Any:
+        """A prompted frame's features (the last one is cached: prompts come frame by frame)."""
+        if state.cached_features is None or state.cached_features[0] != frame_idx:
+            state.cached_features = (frame_idx, self._encode_frame(state, frame_idx))
+        return state.cached_features[1]
+
+    # --- prompts --------------------------------------------------------------------------
 
     def add_new_points_or_box(
         self,
@@ -213,7 +133,7 @@ class SAM2VideoPredictor:
         Returns:
           (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
         """
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = validation.frame_index(frame_idx, state.num_frames)
         obj_id = validation.object_id(obj_id)
         if box is not None and not clear_old_points:
             raise ValueError("a box needs clear_old_points=True (it goes before any click)")
@@ -221,20 +141,22 @@ class SAM2VideoPredictor:
             points,
             labels,
             box,
-            video_hw=(state.video_height, state.video_width),
+            video_hw=state.video_hw,
             pixels=normalize_coords,
             context=f"object {obj_id!r}, frame {frame_idx}",
         )
         if normalize_coords:
-            coords = coords / np.array([state.video_width, state.video_height], np.float32)
+            height, width = state.video_hw
+            coords = coords / np.array([width, height], np.float32)
         coords = coords * np.float32(self.image_size)
-
+        known = obj_id in state.obj_ids
+        old = state.objects[state.obj_ids.index(obj_id)].points.get(frame_idx) if known else None
+        if not clear_old_points and old is not None:
+            coords = np.concatenate([old[0], coords])
+            labs = np.concatenate([old[1], labs])
+        self._check_points(coords, labs)  # fail before anything is stored
         obj = self._object(state, obj_id, create=True)
         o = state.objects[obj]
-        if not clear_old_points and frame_idx in o.points:
-            old_coords, old_labels = o.points[frame_idx]
-            coords = np.concatenate([old_coords, coords])
-            labs = np.concatenate([old_labels, labs])
         o.points[frame_idx] = (coords, labs)
         o.masks.pop(frame_idx, None)
         return self._decode(state, obj, frame_idx, points=(coords, labs))
@@ -247,12 +169,11 @@ class SAM2VideoPredictor:
         Returns:
           (frame_idx, obj_ids, (N_obj, 1, H, W) logits of every object on the frame).
         """
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = validation.frame_index(frame_idx, state.num_frames)
         obj_id = validation.object_id(obj_id)
-        video_hw = (state.video_height, state.video_width)
         mask = validation.binary_mask(
             mask,
-            [(video_hw, "the video"), ((self.image_size,) * 2, "the model input")],
+            [(state.video_hw, "the video"), ((self.image_size,) * 2, "the model input")],
             context=f"object {obj_id!r}, frame {frame_idx}",
         )
         model_mask = mask_to_model(mask, self.image_size)
@@ -261,12 +182,6 @@ class SAM2VideoPredictor:
         o.masks[frame_idx] = model_mask
         o.points.pop(frame_idx, None)
         return self._decode(state, obj, frame_idx, mask=model_mask)
-
-    def _features(self, state: InferenceState, frame_idx: int) -> dict:
-        if state.cached_features is None or state.cached_features[0] != frame_idx:
-            frame = state.frames.load(np.array([frame_idx]))[0]
-            state.cached_features = (frame_idx, _frame_features(self.module, self.variables, frame))
-        return state.cached_features[1]
 
     def _decode(
         self,
@@ -282,47 +197,37 @@ class SAM2VideoPredictor:
         is_init = frame_idx not in o.tracked
         reverse = False if is_init else o.tracked[frame_idx]
         is_cond = is_init or self.add_all_frames_to_correct_as_cond
-        s = self.image_size
-        n = 0 if points is None else len(points[0])
-        masks = None if mask is None else [mask]
-        prompts = pack_frame_prompts([points], masks, click_bucket(n), s)
-        prev_logits = None
         previous = o.output(frame_idx, is_cond)
-        if points is not None and previous is not None:
-            prev_logits = previous.low_res[None]
-        bank = self._bank([o], frame_idx, reverse, state.num_frames)
-        low_res, score, ptr = _decode_prompted(
-            self.module,
-            self.variables,
-            bank,
+        refine = points is not None and previous is not None  # clicked again: feed logits back
+        low_res, score, ptr = self._decode_prompt(
+            state,
+            o,
+            frame_idx,
             self._features(state, frame_idx),
-            np.int32(frame_idx),
-            prompts,
-            np.array([is_init]),
-            np.bool_(reverse),
-            prev_logits,
-            num_frames=state.num_frames,
-            memory_policy=self.memory_policy,
+            points=points,
+            mask=mask,
+            is_init=is_init,
+            reverse=reverse,
+            prev_logits=previous.low_res[None] if refine else None,
         )
-        low_res = np.asarray(low_res[0])
         if self.fill_hole_area > 0:
             low_res = fill_holes(low_res, self.fill_hole_area)
-        out = FrameOutput(low_res, float(score[0]), np.asarray(ptr[0]))
+        out = FrameOutput(low_res, float(score), np.asarray(ptr))
         (o.temp_cond if is_cond else o.temp_non_cond)[frame_idx] = out
         return frame_idx, list(state.obj_ids), self._consolidate(state, frame_idx, is_cond)
 
     # --- outputs ----------------------------------------------------------------------------
 
     def _video_res(self, state: InferenceState, low_res: np.ndarray) -> np.ndarray:
-        """(N, 4h, 4w) -> (N, 1, H, W) logits, non-overlapping if configured."""
-        hw = (state.video_height, state.video_width)
-        masks = np.asarray(to_video_resolution(jnp.asarray(low_res), hw))[:, None]
+        """(N, L, L) -> (N, 1, H, W) logits, non-overlapping if configured."""
+        masks = np.asarray(to_video_resolution(jnp.asarray(low_res), state.video_hw))[:, None]
         return non_overlapping(masks) if self.non_overlap_masks else masks
 
     def _consolidate(self, state: InferenceState, frame_idx: int, is_cond: bool) -> np.ndarray:
-        """Every object's latest output on a frame at video resolution (-1024 where none)."""
-        side = 4 * self.config.embedding_size
-        low_res = np.full((len(state.objects), side, side), NO_OBJ_SCORE, np.float32)
+        """Every object's latest output on a frame at video resolution (no_obj_score where
+        none)."""
+        side = self.low_res_side
+        low_res = np.full((len(state.objects), side, side), self.no_obj_score, np.float32)
         for i, o in enumerate(state.objects):
             out = o.output(frame_idx, is_cond)
             if out is not None:
@@ -339,7 +244,7 @@ class SAM2VideoPredictor:
         Raises:
           KeyError: unknown object id.
         """
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = validation.frame_index(frame_idx, state.num_frames)
         o = state.objects[self._object(state, obj_id, create=False)]
         o.points.pop(frame_idx, None)
         o.masks.pop(frame_idx, None)
@@ -390,40 +295,6 @@ class SAM2VideoPredictor:
 
     # --- propagation ------------------------------------------------------------------------
 
-    def _bank(
-        self,
-        objects: list[ObjectState],
-        frame_idx: int,
-        reverse: bool,
-        num_frames: int,
-        rows: int | None = None,
-    ) -> MemoryBank:
-        """The fixed-size bank of `objects` for tracking from `frame_idx` in a direction:
-        all their conditioning memories, and the stored memories and pointers of the frames
-        behind it that the memory policy reads (`history_frames`), as the reference looks
-        them up in its dicts. `rows` >= len(objects) pads the object axis with empty rows."""
-        cfg = self.config
-        b, hw = rows or len(objects), cfg.embedding_size**2
-        k = cond_slot_bucket(max([len(o.cond) for o in objects] + [1]))
-        r, p = cfg.num_maskmem - 1, cfg.max_obj_ptrs_in_encoder - 1
-        m, c, mem = cfg.mem_dim, cfg.d_model, jnp.bfloat16
-        fields = dict(
-            cond_features=((b, k, hw, m), mem),
-            cond_obj_ptr=((b, k, c), np.float32),
-            cond_frame=((b, k), np.int32),
-            cond_valid=((b, k), bool),
-            recent_features=((b, r, hw, m), mem),
-            recent_frame=((b, r), np.int32),
-            recent_valid=((b, r), bool),
-            ptr=((b, p, c), np.float32),
-            ptr_frame=((b, p), np.int32),
-            ptr_valid=((b, p), bool),
-        )
-        history = self.memory_policy.history_frames(frame_idx, reverse)
-        arrays = bank_arrays(objects, history, fields, NO_FRAME)
-        bank = MemoryBank(**{name: jnp.asarray(a) for name, a in arrays.items()})
-        return bank.replace(policy_state=self.memory_policy.init_state(b))
-
     def _preflight(self, state: InferenceState) -> None:
         """Encodes the memories of newly prompted frames and moves them to the stores
         (reference `propagate_in_video_preflight`)."""
@@ -433,14 +304,7 @@ class SAM2VideoPredictor:
             for temp, store in ((o.temp_non_cond, o.non_cond), (o.temp_cond, o.cond)):
                 for f, out in temp.items():
                     if out.memory is None:
-                        mem = _encode_memory(
-                            self.module,
-                            self.variables,
-                            self._features(state, f),
-                            jnp.asarray(out.low_res)[None],
-                            jnp.asarray([out.score], jnp.float32),
-                        )
-                        out.memory = np.asarray(mem[0])
+                        out.memory = np.asarray(self._encode_memory(self._features(state, f), out))
                     store[f] = out
                 temp.clear()
             if not o.cond:
@@ -475,7 +339,7 @@ class SAM2VideoPredictor:
         num_frames = state.num_frames
         if start_frame_idx is None:
             start_frame_idx = min(f for o in state.objects for f in o.cond)
-        start = self._check_frame(state, start_frame_idx)
+        start = validation.frame_index(start_frame_idx, num_frames)
         count = num_frames if max_frame_num_to_track is None else max_frame_num_to_track
         if count < 0:
             raise ValueError(f"max_frame_num_to_track must be >= 0, got {count}")
@@ -487,34 +351,16 @@ class SAM2VideoPredictor:
             order = list(range(start, end + 1))
         if not order:
             return
-        objects = list(state.objects)
-        obj_ids = list(state.obj_ids)
+        objects, obj_ids = list(state.objects), list(state.obj_ids)
         b = len(objects)
-        rows = object_bucket(b)  # padded rows: untracked, their outputs dropped
-        track = np.zeros((len(order), rows), bool)
-        track[:, :b] = [[f not in o.cond for o in objects] for f in order]
-        bank = self._bank(objects, start, reverse, num_frames, rows)
-        empty = no_prompts(rows, 1)
-        chunks = iter_chunks(
-            self.module,
-            self.variables,
-            bank,
-            order,
-            state.frames.load,
-            lambda f: empty,
-            track,
-            num_frames=num_frames,
-            reverse=reverse,
-            chunk_size=self.chunk_size,
-            memory_policy=self.memory_policy,
-        )
+        track = np.array([[f not in o.cond for o in objects] for f in order], bool)
         progress = _progress(len(order), "propagate in video", self.progress)
         try:
-            for idx, out in chunks:
-                low_res = np.asarray(out.low_res_masks)[:, :b]
+            for chunk in self._track(state, objects, order, track, start, reverse):
+                low_res = np.asarray(chunk.low_res, np.float32)[:, :b]
                 if self.fill_hole_area > 0:
                     low_res = fill_holes(low_res, self.fill_hole_area)
-                for i, f in enumerate(idx):
+                for i, f in enumerate(chunk.frames):
                     f = int(f)
                     frame_low = np.empty((b, *low_res.shape[2:]), np.float32)
                     for j, o in enumerate(objects):
@@ -523,9 +369,9 @@ class SAM2VideoPredictor:
                         else:
                             o.non_cond[f] = FrameOutput(
                                 low_res[i, j],
-                                float(out.object_score_logits[i, j]),
-                                np.asarray(out.obj_ptr[i, j]),
-                                np.asarray(out.memory_features[i, j]),
+                                float(chunk.scores[i, j]),
+                                np.asarray(chunk.obj_ptr[i, j]),
+                                np.asarray(chunk.memory[i, j]),
                             )
                             frame_low[j] = low_res[i, j]
                         o.tracked[f] = reverse
@@ -539,27 +385,3 @@ def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, unit="frame")
-
-
-def build_sam2_video_predictor(
-    config_name: str | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    *,
-    image_size: int | None = None,
-    seed: int = 0,
-    **kwargs,
-) -> SAM2VideoPredictor:
-    """`build_sam2` + `SAM2VideoPredictor` (hole filling of area 8 on, as the reference's
-    builder sets it).
-
-    Args:
-      config_name: a variant name, or None with a checkpoint that records / implies it.
-        Neither: the bundled default model (see `build_sam2`).
-      checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None with
-        a config name draws random weights (`predictor.model.random_weights` is then True).
-      image_size: model input side (default: the checkpoint's, else 1024).
-      **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks,
-        memory_policy, ...).
-    """
-    model = build_sam2(config_name, checkpoint, image_size=image_size, seed=seed)
-    return SAM2VideoPredictor(model, **kwargs)

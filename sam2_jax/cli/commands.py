@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 
-from sam2_jax import amg_cli, video_cli
-from sam2_jax.cli_common import (
+from sam2_jax.cli import amg as amg_cli
+from sam2_jax.cli import video as video_cli
+from sam2_jax.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
     bundled,
@@ -33,7 +34,7 @@ def encode_image(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from sam2_jax.config import get_config
-    from sam2_jax.image_io import read_rgb
+    from sam2_jax.image.io import read_rgb
     from sam2_jax.modeling.sam2_base import SAM2
 
     path = args.image or bundled(DEFAULT_IMAGE)
@@ -171,9 +172,10 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 def segment_image(args: argparse.Namespace) -> None:
     """Prompts -> masks (PNG), an overlay and scores.json in args.out."""
-    from sam2_jax import image_io, output_files, validation, visualize
+    from sam2_jax import output_files, validation, visualize
     from sam2_jax.build import build_sam2
-    from sam2_jax.image_predictor import SAM2ImagePredictor
+    from sam2_jax.image import io as image_io
+    from sam2_jax.image.predictor import SAM2ImagePredictor
 
     fail = lambda message: SystemExit(f"sam2-jax segment-image: error: {message}")
     if not args.point and args.box is None:

@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from sam2_jax.cli_common import (
+from sam2_jax.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
     bundled,
@@ -28,9 +28,10 @@ RESULTS = ("masks.json", "overlay.png")  # what generate-masks writes in --out
 def generate_masks(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from sam2_jax import image_io, output_files, visualize
-    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2_jax import output_files, visualize
+    from sam2_jax.amg.generator import SAM2AutomaticMaskGenerator
     from sam2_jax.build import build_sam2
+    from sam2_jax.image import io as image_io
 
     fail = lambda message: SystemExit(f"sam2-jax generate-masks: error: {message}")
     path = bundled(DEFAULT_IMAGE) if args.image == SAMPLE else args.image

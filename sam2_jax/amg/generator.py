@@ -21,10 +21,12 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax import amg_utils, mask_scoring, rle, transforms
+from sam2_jax import rle, transforms
+from sam2_jax.amg import mask_scoring
+from sam2_jax.amg import utils as amg_utils
 from sam2_jax.buckets import power_of_two_bucket
 from sam2_jax.build import SAM2Model
-from sam2_jax.image_predictor import SAM2ImagePredictor, _decode
+from sam2_jax.image.predictor import SAM2ImagePredictor, _decode
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 LOW_RES_CLAMP = 32.0  # the reference clamps low-res logits fed back as mask prompts

@@ -30,9 +30,9 @@ from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.memory.step import track_step
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.prompts import FramePrompts, pack_frame_prompts
-from sam2_jax.video_frames import _resize, normalize
-from sam2_jax.video_io import mask_to_model, to_video_resolution
-from sam2_jax.video_postprocess import fill_holes, non_overlapping
+from sam2_jax.video.frames import _resize, normalize
+from sam2_jax.video.io import mask_to_model, to_video_resolution
+from sam2_jax.video.postprocess import fill_holes, non_overlapping
 
 STREAM_NUM_FRAMES = 2**30  # no known end: the pointer window is the full 16 frames
 

@@ -40,15 +40,15 @@ import time
 
 import numpy as np
 
-from sam2_jax.cli_common import (
+from sam2_jax.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
     bundled,
     choose_model,
     describe_weights,
 )
+from sam2_jax.cli.prompt_file import load_prompts  # noqa: F401 (also the public home of the reader)
 from sam2_jax.output_files import prepare_out_dir, write_text
-from sam2_jax.prompt_file import load_prompts  # noqa: F401 (also the public home of the reader)
 
 RESULTS = ("masks", "masks_rle.json", "summary.json", "scores.json")  # and the overlay
 
@@ -86,15 +86,15 @@ def _frame_ranges(frames: list[int]) -> str:
 
 
 def track_video(args: argparse.Namespace) -> None:
-    from sam2_jax.video_frames import probe
-    from sam2_jax.video_output import (
+    from sam2_jax.video.frames import probe
+    from sam2_jax.video.output import (
         OverlayWriter,
         RLEWriter,
         decode_rle,
         overlay_frame,
         save_frame_pngs,
     )
-    from sam2_jax.video_predictor import build_sam2_video_predictor
+    from sam2_jax.video.predictor import build_sam2_video_predictor
 
     fail = lambda message: SystemExit(f"sam2-jax track-video: error: {message}")
     clip = BUNDLED_CLIPS.get(args.video)
@@ -234,7 +234,7 @@ def _score(rle, gt, out: pathlib.Path) -> dict:
     """J, F and J&F of the tracked objects against the annotations (printed, and written to
     out/scores.json)."""
     from sam2_jax.evaluation import VideoMasks, evaluate_video
-    from sam2_jax.video_output import decode_rle
+    from sam2_jax.video.output import decode_rle
 
     num_frames = len(gt.frames)
     masks = np.zeros((len(gt.object_ids), num_frames, *gt.masks.shape[2:]), bool)
