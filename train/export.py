@@ -17,7 +17,7 @@ import pathlib
 import jax
 import numpy as np
 
-from sam2_jax.cli_common import add_overwrite_argument
+from sam2_jax.cli.common import add_overwrite_argument
 from sam2_jax.output_files import prepare_out_dir
 
 RESULTS = ("params", "config.json")  # what an export writes into its folder
