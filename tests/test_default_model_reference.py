@@ -136,6 +136,9 @@ def test_automatic_mask_generator_matches_the_reference(reference):
         np.array([r["stability_score"] for r in records]),
     )
     stack = lambda records: np.stack([r["segmentation"] for r in records])
-    stats = match(stack(theirs), stack(ours), scores(theirs), scores(ours), "default", [0.5, 0.8])
+    # stability within one pixel's flip at its thresholds (see `match`)
+    stats = match(
+        stack(theirs), stack(ours), scores(theirs), scores(ours), "default", [0.5, 0.8], 1
+    )
     print(f"generator records: {stats}")
     assert stats["count"] >= 20 and stats["ours"] == stats["count"]
