@@ -134,3 +134,28 @@ def test_dispatch_uses_blocked_path_for_long_sequences_on_cpu(monkeypatch):
     assert calls, "blocked path not taken"
     expected = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])
     assert _rel(out, expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda", "tpu"])
+def test_inputs_keep_their_dtype_except_on_cpu(platform):
+    """bfloat16 attention lowered for an accelerator multiplies bfloat16 operands (what fused
+    kernels take; scores and softmax are float32), for CPU float32 ones; the program exported
+    for one platform holds only that platform's branch."""
+    from jax import export
+
+    q, k, v = (a.astype(jnp.bfloat16) for a in _inputs())
+
+    def fn(q, k, v, key_mask):
+        return attention.dot_product_attention(q, k, v, key_mask=key_mask)
+
+    exported = export.export(jax.jit(fn), platforms=(platform,))(q, k, v, _mask())
+    dots = [
+        line.split(" : (")[1].split(") -> ")[0]  # the operand types
+        for line in exported.mlir_module().splitlines()
+        if "= stablehlo.dot_general" in line
+    ]
+    assert len(dots) == 2, dots  # scores and values, one branch
+    operand = "xf32>" if platform == "cpu" else "xbf16>"
+    for types in dots:
+        assert types.count(operand) == 2, (platform, types)
+    assert exported.out_avals[0].dtype == jnp.bfloat16

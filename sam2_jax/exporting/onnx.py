@@ -24,6 +24,7 @@ import jax
 from sam2_jax import output_files
 from sam2_jax.build import SAM2Model
 from sam2_jax.exporting.programs import Program
+from sam2_jax.modeling.platform import traced_for
 
 ONNX_PROGRAMS = ("image_encoder", "prompt_decoder")
 
@@ -56,14 +57,15 @@ def write_onnx(model: SAM2Model, program: Program, out: pathlib.Path) -> pathlib
         output_names[:] = sorted(outputs)
         return tuple(outputs[name] for name in output_names)
 
-    jax.eval_shape(fn, *program.inputs.values())  # fills output_names
-    onnx_model = to_onnx(
-        fn,
-        [program.inputs[k] for k in keys],
-        model_name=program.name,
-        input_names=keys,
-        output_names=list(output_names),
-    )
+    with traced_for("cpu"):  # ONNX has no per-platform branches: onnxruntime runs CPU's
+        jax.eval_shape(fn, *program.inputs.values())  # fills output_names
+        onnx_model = to_onnx(
+            fn,
+            [program.inputs[k] for k in keys],
+            model_name=program.name,
+            input_names=keys,
+            output_names=list(output_names),
+        )
     path = out / f"{program.name}.onnx"
     with output_files.atomic(path) as temporary:
         temporary.write_bytes(onnx_model.SerializeToString())

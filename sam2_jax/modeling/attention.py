@@ -3,8 +3,11 @@
 On CPU, XLA materializes the full (queries x keys) score matrix, which is what makes long
 attention (Hiera's global blocks: 4096 tokens at 1024x1024; memory attention: up to ~28k keys)
 slow there. For long sequences this computes the same softmax blockwise with a running max and
-sum (online softmax), never holding more than one (query block x key block) tile. Elsewhere, and
-on accelerators, it uses `jax.nn.dot_product_attention`, which XLA/cuDNN fuse.
+sum (online softmax), never holding more than one (query block x key block) tile; CPU inputs
+are computed in float32. On accelerators the inputs keep their dtype (bfloat16 / float16 stay
+so, which fused attention kernels need; scores and softmax are float32) and go through
+`jax.nn.dot_product_attention`. The choice is made per platform when the program is lowered
+(`platform.per_platform`), so a program exported for several platforms holds each one's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import math
 
 import jax
 import jax.numpy as jnp
+
+from sam2_jax.modeling.platform import per_platform
 
 # Sequences at least this long (queries and keys) take the blocked path on CPU.
 _BLOCKED_MIN_TOKENS = 2048
@@ -31,7 +36,7 @@ def dot_product_attention(
     dropout_rng: jax.Array | None = None,
     key_block: int | None = None,
 ) -> jax.Array:
-    """softmax(q k^T / sqrt(D)) v, computed in float32.
+    """softmax(q k^T / sqrt(D)) v, with float32 scores and softmax (see the module docstring).
 
     Args:
       q: (B, Nq, H, D) queries.
@@ -50,29 +55,49 @@ def dot_product_attention(
       (B, Nq, H, Dv) in q's dtype.
     """
     dtype = q.dtype
-    q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
-    b, nq, nk = q.shape[0], q.shape[1], k.shape[1]
+    b, nk = q.shape[0], k.shape[1]
     if key_mask is not None:
         key_mask = jnp.broadcast_to(key_mask.astype(bool), (b, nk))
     if dropout_rng is None or dropout_rate == 0.0:
         dropout_rate, dropout_rng = 0.0, None
-    on_cpu = jax.default_backend() == "cpu"
-    if on_cpu and key_block is not None and key_mask is not None and nk > key_block:
-        out = _blocked_attention(
-            q, k, v, key_mask, dropout_rate, dropout_rng, min(nq, 2048), key_block
-        )
-    elif on_cpu and min(nq, nk) >= _BLOCKED_MIN_TOKENS:
-        out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-    elif dropout_rng is not None or v.shape[-1] != q.shape[-1]:
-        # the fused op needs values as wide as the queries
-        out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-    else:
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Nk)
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+    def on_cpu(q, k, v, key_mask, dropout_rng):
+        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+        nq = q.shape[1]
+        if key_block is not None and key_mask is not None and nk > key_block:
+            out = _blocked_attention(
+                q, k, v, key_mask, dropout_rate, dropout_rng, min(nq, 2048), key_block
+            )
+        elif min(nq, nk) >= _BLOCKED_MIN_TOKENS:
+            out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
+        else:
+            out = _unblocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
+        return out.astype(dtype)
+
+    def on_accelerator(q, k, v, key_mask, dropout_rng):
+        return _unblocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng).astype(dtype)
+
+    out = per_platform(q, k, v, key_mask, dropout_rng, cpu=on_cpu, default=on_accelerator)
     if key_mask is not None:
         # the fused path averages all values when every key is masked; make that a zero
-        out = jnp.where(key_mask.any(axis=1)[:, None, None, None], out, 0.0)
-    return out.astype(dtype)
+        out = jnp.where(key_mask.any(axis=1)[:, None, None, None], out, jnp.zeros((), dtype))
+    return out
+
+
+def _unblocked_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    key_mask: jax.Array | None,
+    dropout_rate: float,
+    dropout_rng: jax.Array | None,
+) -> jax.Array:
+    """The fused op where it applies, else the materialized softmax; shapes as above."""
+    if dropout_rng is not None or v.shape[-1] != q.shape[-1]:
+        # the fused op needs values as wide as the queries
+        return _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Nk)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
 
 
 def _dropout_keep(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
@@ -89,16 +114,17 @@ def _plain_attention(
     dropout_rate: float,
     dropout_rng: jax.Array | None,
 ) -> jax.Array:
-    """Materialized softmax (dropout on the probabilities with a dropout_rng); shapes as
-    above."""
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q * (1.0 / math.sqrt(q.shape[-1])), k)
+    """Materialized softmax in float32 (dropout on the probabilities with a dropout_rng),
+    probabilities in v's dtype where they meet the values; shapes as above."""
+    scale = jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k, preferred_element_type=jnp.float32)
     if key_mask is not None:
         # a large finite negative keeps fully masked rows finite (their output is zeroed later)
         scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
     probs = jax.nn.softmax(scores, axis=-1)
     if dropout_rng is not None:
         probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
 
 def _pad_axis1(x: jax.Array, multiple: int) -> jax.Array:

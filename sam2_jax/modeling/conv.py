@@ -3,11 +3,13 @@
 `Conv` and `DepthwiseConv` have the params (names, shapes) and the forward pass of
 `flax.linen.Conv` (without / with `feature_group_count=dim`): the output is exactly
 `lax.conv_general_dilated`'s, so inference numerics are those of the parity-tested models.
-Only the gradient differs: XLA on CPU computes a convolution's kernel gradient with generic
-loops, and for a grouped (depthwise) convolution it builds a dense (k, k, dim, dim) one. Here
-the gradient is the VJP of the same convolution written as strided slices and one matmul
-(or, depthwise, k * k shifted products). Measured on the small model's training step: 1 clip
-x 8 frames x 1 object 4.05 s -> 1.74 s (depthwise), 2 clips x 8 x 3 objects 5.9 s -> 3.9 s.
+Only the gradient differs, and only on CPU, where XLA computes a convolution's kernel
+gradient with generic loops, and for a grouped (depthwise) convolution builds a dense
+(k, k, dim, dim) one. There the gradient is the VJP of the same convolution written as
+strided slices and one matmul (or, depthwise, k * k shifted products); other platforms keep
+XLA's own (the choice is made per platform when the program is lowered). Measured on the
+small model's training step on CPU: 1 clip x 8 frames x 1 object 4.05 s -> 1.74 s
+(depthwise), 2 clips x 8 x 3 objects 5.9 s -> 3.9 s.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from sam2_jax.modeling.platform import per_platform
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -68,31 +72,53 @@ def _depthwise_as_shifts(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arr
     return out
 
 
+def _xla_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads):
+    return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMS)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads) -> jax.Array:
-    """`lax.conv_general_dilated` (NHWC / HWIO), differentiated through `_conv_as_matmul`."""
-    return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMS)
+    """`lax.conv_general_dilated` (NHWC / HWIO), differentiated through `_conv_as_matmul` on
+    CPU."""
+    return _xla_conv(x, kernel, strides, pads)
 
 
 def _conv2d_fwd(x, kernel, strides, pads):
     return conv2d(x, kernel, strides, pads), (x, kernel)
 
 
+def _vjp_on_cpu(forward_on_cpu, forward, x, kernel, g):
+    """The VJP of `forward_on_cpu` on CPU, of `forward` (XLA's own gradient) elsewhere; the
+    choice is made when the program is lowered for a platform."""
+
+    def vjp(fn):
+        return lambda x, kernel, g: jax.vjp(fn, x, kernel)[1](g)
+
+    return per_platform(x, kernel, g, cpu=vjp(forward_on_cpu), default=vjp(forward))
+
+
 def _conv2d_bwd(strides, pads, residuals, g):
-    x, kernel = residuals
-    _, vjp = jax.vjp(lambda a, k: _conv_as_matmul(a, k, strides, pads), x, kernel)
-    return vjp(g)
+    return _vjp_on_cpu(
+        lambda a, k: _conv_as_matmul(a, k, strides, pads),
+        lambda a, k: _xla_conv(a, k, strides, pads),
+        *residuals,
+        g,
+    )
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def depthwise_conv2d(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
-    """Grouped stride-1 convolution (one group per channel), differentiated as shifts."""
+def _xla_depthwise(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), pads, dimension_numbers=_DIMS, feature_group_count=x.shape[-1]
     )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv2d(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """Grouped stride-1 convolution (one group per channel), differentiated as shifts on CPU."""
+    return _xla_depthwise(x, kernel, pads)
 
 
 def _depthwise_fwd(x, kernel, pads):
@@ -100,9 +126,12 @@ def _depthwise_fwd(x, kernel, pads):
 
 
 def _depthwise_bwd(pads, residuals, g):
-    x, kernel = residuals
-    _, vjp = jax.vjp(lambda a, k: _depthwise_as_shifts(a, k, pads), x, kernel)
-    return vjp(g)
+    return _vjp_on_cpu(
+        lambda a, k: _depthwise_as_shifts(a, k, pads),
+        lambda a, k: _xla_depthwise(a, k, pads),
+        *residuals,
+        g,
+    )
 
 
 depthwise_conv2d.defvjp(_depthwise_fwd, _depthwise_bwd)

@@ -4,7 +4,8 @@
   captures the memories a later reverse pass from the same start needs); each step encodes
   its frame and runs `sam2_jax.memory.step` for B objects that share the frame's features.
   Per-frame outputs (low-res logits, object scores, ...) are the scan's outputs.
-- `propagate_videos`: the same scan vmapped over a leading video axis.
+- `propagate_videos`: the same scan vmapped over a leading video axis, optionally split
+  over the devices of a `Mesh`.
 - `reverse_bank`: the bank a reverse pass from the start frame begins with.
 
 The host-side driver that feeds frames in fixed-size chunks is `sam2_jax.video.chunks`;
@@ -20,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
 
 from sam2_jax.memory.bank import MemoryBank, has_conditioning, write_recent
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
@@ -147,7 +149,7 @@ def propagate(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("module", "memory_policy"))
+@functools.partial(jax.jit, static_argnames=("module", "memory_policy", "mesh", "video_axis"))
 def propagate_videos(
     module: SAM2,
     variables: Variables,
@@ -157,22 +159,54 @@ def propagate_videos(
     *,
     num_frames: int | jax.Array,
     memory_policy: MemoryPolicy = REFERENCE,
+    mesh: Mesh | None = None,
+    video_axis: str = "videos",
 ) -> tuple[MemoryBank, StepOutput]:
     """`propagate` for V videos in one call: every argument but module / variables has a
     leading video axis (banks (V, B, ...), inputs (V, T, ...), reverse (V,)). The videos share
     `num_frames`; pad shorter ones with untracked steps.
 
+    With a `mesh`, the videos are split over its `video_axis` (the weights replicated): each
+    device runs the scan of its own videos, with no communication between devices. V need not
+    divide the axis size: the call pads the video axis with untracked copies of the first
+    video (their steps skip all compute) and drops them from the results.
+
     Returns:
       banks (V, B, ...) and StepOutput with leading (V, T, B).
     """
 
-    def one(bank, x, rev):
-        (bank, _), out = _scan(
-            module, variables, bank, None, x, rev, jnp.int32(0), num_frames, memory_policy
-        )
-        return bank, out
+    def run(variables, banks, inputs, reverse):
+        def one(bank, x, rev):
+            (bank, _), out = _scan(
+                module, variables, bank, None, x, rev, jnp.int32(0), num_frames, memory_policy
+            )
+            return bank, out
 
-    return jax.vmap(one)(banks, inputs, jnp.asarray(reverse, bool))
+        return jax.vmap(one)(banks, inputs, reverse)
+
+    reverse = jnp.asarray(reverse, bool)
+    if mesh is None:
+        return run(variables, banks, inputs, reverse)
+    v = reverse.shape[0]
+    pad = -v % mesh.shape[video_axis]
+    if pad:
+        # (V, ...) -> (V + pad, ...): copies of video 0 that track nothing
+        banks, inputs, reverse = jax.tree.map(
+            lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]),
+            (banks, inputs, reverse),
+        )
+        untracked = inputs.track.at[v:].set(False)
+        inputs = inputs._replace(track=untracked)
+    videos = PartitionSpec(video_axis)
+    sharded = jax.shard_map(
+        run,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), videos, videos, videos),
+        out_specs=(videos, videos),
+        check_vma=False,  # the scan's cond / switch mix replicated weights and per-video data
+    )
+    banks, out = sharded(variables, banks, inputs, reverse)
+    return jax.tree.map(lambda a: a[:v], (banks, out))
 
 
 def reverse_bank(

@@ -1,0 +1,76 @@
+"""`modeling/conv.py`: the convolutions' gradients on CPU (matmuls / shifted products) equal
+XLA's own, and other platforms keep XLA's own."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import export
+
+from sam2_jax.modeling import conv
+
+# max |ours - XLA's| / max |XLA's|: the same sums in another order, float32
+TOLERANCE = 1e-5
+
+CASES = {
+    "3x3 stride 1": ((3, 3), (1, 1), "SAME"),
+    "2x2 stride 2 (patches)": ((2, 2), (2, 2), "VALID"),
+    "3x3 stride 2, explicit pads": ((3, 3), (2, 2), ((1, 1), (1, 1))),
+    "1x1": ((1, 1), (1, 1), "VALID"),
+}
+
+
+def _xla(x, kernel, strides, pads, groups=1):
+    return jax.lax.conv_general_dilated(
+        x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )  # fmt: skip
+
+
+def _close(a, b):
+    assert np.abs(np.asarray(a) - np.asarray(b)).max() <= TOLERANCE * np.abs(np.asarray(b)).max()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv_gradient_equals_xlas(case):
+    kernel_size, strides, padding = CASES[case]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 10, 12, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((*kernel_size, 5, 7)), jnp.float32)
+    pads = conv.pad_pairs(padding, kernel_size)
+    ours, ours_vjp = jax.vjp(lambda a, k: conv.conv2d(a, k, strides, pads), x, kernel)
+    xla, xla_vjp = jax.vjp(lambda a, k: _xla(a, k, strides, pads), x, kernel)
+    np.testing.assert_array_equal(ours, xla)  # the forward is XLA's
+    g = jnp.asarray(rng.standard_normal(xla.shape), jnp.float32)
+    for a, b in zip(ours_vjp(g), xla_vjp(g), strict=True):
+        _close(a, b)
+
+
+def test_depthwise_gradient_equals_xlas():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 9, 11, 6)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((7, 7, 1, 6)), jnp.float32)
+    pads = ((3, 3), (3, 3))
+    ours, ours_vjp = jax.vjp(lambda a, k: conv.depthwise_conv2d(a, k, pads), x, kernel)
+    xla, xla_vjp = jax.vjp(lambda a, k: _xla(a, k, (1, 1), pads, groups=6), x, kernel)
+    np.testing.assert_array_equal(ours, xla)
+    g = jnp.asarray(rng.standard_normal(xla.shape), jnp.float32)
+    for a, b in zip(ours_vjp(g), xla_vjp(g), strict=True):
+        _close(a, b)
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_the_gradient_is_matmuls_on_cpu_only(platform):
+    """The VJP lowered for CPU has no convolution but the forward's; for an accelerator the
+    gradient is XLA's (a convolution for each of the two gradients)."""
+    x = jnp.zeros((1, 8, 8, 4), jnp.float32)
+    kernel = jnp.zeros((3, 3, 4, 4), jnp.float32)
+
+    def loss(x, kernel):
+        return (conv.conv2d(x, kernel, (1, 1), ((1, 1), (1, 1))) ** 2).sum()
+
+    text = export.export(jax.jit(jax.grad(loss, (0, 1))), platforms=(platform,))(x, kernel)
+    convolutions = text.mlir_module().count("= stablehlo.convolution")
+    assert convolutions == (1 if platform == "cpu" else 3), convolutions
