@@ -1,5 +1,5 @@
-"""`modeling/conv.py`: the convolutions' gradients on CPU (matmuls / shifted products) equal
-XLA's own, and other platforms keep XLA's own."""
+"""`modeling/conv.py`: on CPU the convolutions' gradients (matmuls) and the depthwise
+convolution (shifted products) equal XLA's, and other platforms keep XLA's own."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_depthwise_gradient_equals_xlas():
     pads = ((3, 3), (3, 3))
     ours, ours_vjp = jax.vjp(lambda a, k: conv.depthwise_conv2d(a, k, pads), x, kernel)
     xla, xla_vjp = jax.vjp(lambda a, k: _xla(a, k, (1, 1), pads, groups=6), x, kernel)
-    np.testing.assert_array_equal(ours, xla)
+    _close(ours, xla)  # shifted products: the same sums in another order
     g = jnp.asarray(rng.standard_normal(xla.shape), jnp.float32)
     for a, b in zip(ours_vjp(g), xla_vjp(g), strict=True):
         _close(a, b)
@@ -74,3 +74,15 @@ def test_the_gradient_is_matmuls_on_cpu_only(platform):
     text = export.export(jax.jit(jax.grad(loss, (0, 1))), platforms=(platform,))(x, kernel)
     convolutions = text.mlir_module().count("= stablehlo.convolution")
     assert convolutions == (1 if platform == "cpu" else 3), convolutions
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_depthwise_is_shifted_products_on_cpu_only(platform):
+    x = jnp.zeros((1, 8, 8, 4), jnp.float32)
+    kernel = jnp.zeros((7, 7, 1, 4), jnp.float32)
+
+    def forward(x, kernel):
+        return conv.depthwise_conv2d(x, kernel, ((3, 3), (3, 3)))
+
+    text = export.export(jax.jit(forward), platforms=(platform,))(x, kernel).mlir_module()
+    assert text.count("= stablehlo.convolution") == (0 if platform == "cpu" else 1)
