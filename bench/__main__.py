@@ -7,7 +7,14 @@ import json
 
 import torch
 
-from bench import automatic_mask_generator, image_encoder, image_predictor, video, video_session
+from bench import (
+    automatic_mask_generator,
+    flops,
+    image_encoder,
+    image_predictor,
+    video,
+    video_session,
+)
 
 BENCHMARKS = {
     "image_encoder": lambda repeats: [
@@ -21,6 +28,7 @@ BENCHMARKS = {
     ],
     "video": video.run_all,
     "video_session": video_session.run_all,
+    "flops": lambda repeats: flops.run(repeats=repeats),
     "automatic_mask_generator": lambda repeats: [
         automatic_mask_generator.run("sam2.1_hiera_t", 1024, repeats)
     ],
