@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.memory.per_object import call_per_object
 from sam2_jax.modeling.sam2_base import SAM2
 
 
@@ -19,6 +20,7 @@ def encode_memory(
     score: jax.Array,
     binarize: jax.Array | None,
     dtype: jnp.dtype,
+    per_object: bool = False,
 ) -> jax.Array:
     """New spatial memories from the frame's mask logits at the input size.
 
@@ -31,6 +33,8 @@ def encode_memory(
       raw: (B, h, w, C) the frame's stride-16 features (not memory-conditioned).
       high_res: (B, S, S, 1) mask logits; score: (B,) object score logits.
       binarize: (B,) bool, or None for a sigmoid everywhere.
+      per_object: static; True runs the encoder one object at a time on CPU
+        (`per_object.call_per_object`; inference: the training step keeps the batch).
 
     Returns:
       (B, HW, M) in `dtype`.
@@ -44,7 +48,10 @@ def encode_memory(
             binarize[:, None, None, None], (high > 0).astype(high.dtype), mask_for_mem
         )
     mask_for_mem = mask_for_mem * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
-    mem, _ = m.memory_encoder(raw, mask_for_mem)  # (B, h, w, M)
+    if per_object:
+        mem, _ = call_per_object(m.memory_encoder, raw, mask_for_mem)  # (B, h, w, M)
+    else:
+        mem, _ = m.memory_encoder(raw, mask_for_mem)
     if m.no_obj_embed_spatial is not None:
         absent = (score <= 0).astype(mem.dtype)[:, None, None, None]
         mem = mem + absent * m.no_obj_embed_spatial.reshape(1, 1, 1, -1).astype(mem.dtype)

@@ -74,7 +74,7 @@ def _memory_from_low_res(
     video predictor does: (B, HW, M)."""
     size = m.config.image_size
     high = upsample_bilinear(low_res[..., None].astype(jnp.float32), (size, size))
-    return encode_memory(m, raw, high, score, binarize, dtype)
+    return encode_memory(m, raw, high, score, binarize, dtype, per_object=True)
 
 
 def _step(

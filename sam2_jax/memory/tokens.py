@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.memory.bank import MemoryBank
+from sam2_jax.memory.per_object import call_per_object
 from sam2_jax.memory.policy import MemoryPolicy
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 from sam2_jax.modeling.sam2_base import SAM2
@@ -130,14 +131,12 @@ def condition_on_memory(
     memory, memory_pos, key_mask, rope_mask, rope_index = memory_sequence(
         m, bank, frame_idx, reverse, num_frames, policy, training
     )
-    out = m.memory_attention(
-        raw.reshape(b, h * w, c),  # (B, HW, C)
-        jnp.broadcast_to(pos, (b, h, w, c)).reshape(b, h * w, c),
-        memory,
-        memory_pos,
-        memory_mask=key_mask,
-        rope_mask=rope_mask,
-        rope_index=rope_index,
-        deterministic=deterministic,
-    )
+    queries = raw.reshape(b, h * w, c)  # (B, HW, C)
+    queries_pos = jnp.broadcast_to(pos, (b, h, w, c)).reshape(b, h * w, c)
+    batched = (queries, queries_pos, memory, memory_pos, key_mask)
+    fixed = dict(rope_mask=rope_mask, rope_index=rope_index, deterministic=deterministic)
+    if deterministic:  # no dropout stream to split: objects one at a time on CPU
+        out = call_per_object(m.memory_attention, *batched, **fixed)
+    else:
+        out = m.memory_attention(*batched, **fixed)
     return out.reshape(b, h, w, c).astype(raw.dtype)
