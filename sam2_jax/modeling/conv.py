@@ -90,23 +90,15 @@ def _conv2d_fwd(x, kernel, strides, pads):
     return conv2d(x, kernel, strides, pads), (x, kernel)
 
 
-def _vjp_on_cpu(forward_on_cpu, forward, x, kernel, g):
-    """The VJP of `forward_on_cpu` on CPU, of `forward` (XLA's own gradient) elsewhere; the
-    choice is made when the program is lowered for a platform."""
-
-    def vjp(fn):
-        return lambda x, kernel, g: jax.vjp(fn, x, kernel)[1](g)
-
-    return per_platform(x, kernel, g, cpu=vjp(forward_on_cpu), default=vjp(forward))
-
-
 def _conv2d_bwd(strides, pads, residuals, g):
-    return _vjp_on_cpu(
-        lambda a, k: _conv_as_matmul(a, k, strides, pads),
-        lambda a, k: _xla_conv(a, k, strides, pads),
-        *residuals,
-        g,
-    )
+    """The VJP of `_conv_as_matmul` on CPU, of XLA's convolution elsewhere."""
+
+    def vjp(forward):
+        return lambda x, kernel, g: jax.vjp(forward, x, kernel)[1](g)
+
+    on_cpu = vjp(lambda a, k: _conv_as_matmul(a, k, strides, pads))
+    elsewhere = vjp(lambda a, k: _xla_conv(a, k, strides, pads))
+    return per_platform(*residuals, g, cpu=on_cpu, default=elsewhere)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
