@@ -43,6 +43,11 @@ $(VENV)/.runtime: pyproject.toml $(LOCK)
 $(VENV)/.test: $(VENV)/.runtime
 	$(PIP) "torch==2.14.1" "torchvision==0.29.1" "setuptools>=68" wheel
 	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation "sam2==1.1.0"
+	# SAMURAI's fork of SAM 2, the oracle of the "samurai" memory policy, installs a second
+	# top-level `sam2`: into its own folder, which only its test's subprocess puts on the path.
+	rm -rf $(VENV)/samurai
+	SAM2_BUILD_CUDA=0 $(PIP) --no-deps --no-build-isolation --target $(VENV)/samurai \
+		"absolutely-not-samurai==1.0.0" "loguru==0.7.3"
 	$(PIP) -e ".[test]"
 	touch $@
 

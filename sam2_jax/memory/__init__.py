@@ -1,5 +1,6 @@
 """The video memory: the fixed-size bank, which memories a frame reads, and the replaceable
-policy that decides reads and writes (`MemoryPolicy`, `reference_policy`)."""
+policy that decides reads and writes (`MemoryPolicy`, `reference_policy`, and the policies by
+name: `get_policy`)."""
 
 from sam2_jax.memory.bank import MemoryBank, empty_bank
 from sam2_jax.memory.policy import (
@@ -9,6 +10,7 @@ from sam2_jax.memory.policy import (
     StepScores,
     reference_policy,
 )
+from sam2_jax.memory.policies import POLICIES, get_policy
 from sam2_jax.memory.selection import MemorySelection, select_memories
 
 __all__ = [
@@ -16,9 +18,11 @@ __all__ = [
     "MemoryBank",
     "MemoryPolicy",
     "MemorySelection",
+    "POLICIES",
     "ReferencePolicy",
     "StepScores",
     "empty_bank",
+    "get_policy",
     "reference_policy",
     "select_memories",
 ]

@@ -187,6 +187,7 @@ def write_recent(
     obj_ptr: jax.Array,
     enable: jax.Array,
     keep: jax.Array | None = None,
+    keep_ptr: jax.Array | None = None,
 ) -> MemoryBank:
     """Stores a non-conditioning frame's memory and pointer in the recent rings.
 
@@ -194,11 +195,12 @@ def write_recent(
       frame_idx: () int32; features: (B, HW, mem_dim); obj_ptr: (B, C); enable: (B,) bool.
       keep: (B, R) bool, recent memories a later frame still reads (evicted last); default:
         the oldest is evicted.
+      keep_ptr: (B, P) bool, the same for the pointer ring.
     """
     frame_idx = jnp.asarray(frame_idx, jnp.int32)
     frame_b = jnp.broadcast_to(frame_idx, enable.shape)
     mem_slot = _ring_slot(bank.recent_frame, bank.recent_valid, frame_idx, keep)
-    ptr_slot = _ring_slot(bank.ptr_frame, bank.ptr_valid, frame_idx)
+    ptr_slot = _ring_slot(bank.ptr_frame, bank.ptr_valid, frame_idx, keep_ptr)
     return bank.replace(
         recent_features=_write_slot(bank.recent_features, mem_slot, features, enable),
         recent_frame=_write_slot(bank.recent_frame, mem_slot, frame_b, enable),

@@ -14,6 +14,11 @@ A policy implements
 - `init_state(num_objects)`: optional per-object state of its own (a motion model, a score
   history), kept in `MemoryBank.policy_state` and so carried by the scan; `write` may
   update it;
+- `mask_chooser(state, image_size)`: optionally, which multimask candidate a frame takes in
+  place of the highest predicted IoU (a motion model's choice), and `object_score_threshold`,
+  the object score above which an object counts as present (the reference: 0);
+- `num_recent_slots` / `num_ptr_slots`: the sizes of the bank's recent rings the policy
+  needs (the reference: num_maskmem - 1 and max_obj_ptrs_in_encoder - 1);
 - `history_frames(frame_idx, reverse)`: the non-conditioning frames, behind `frame_idx` in
   tracking order, whose stored memories seed a bank for tracking from it (the interactive
   predictor rebuilds its bank from stored outputs).
@@ -25,6 +30,7 @@ A policy implements
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -35,10 +41,12 @@ from sam2_jax.memory.selection import MemorySelection, recent_position, select_m
 
 
 class StepScores(NamedTuple):
-    """What a write may look at besides the memory itself: (B,) float32 each."""
+    """What a write may look at besides the memory itself."""
 
-    iou: jax.Array  # predicted IoU of the output mask
-    object_score: jax.Array  # object score logit (> 0: the object is visible)
+    iou: jax.Array  # (B,) float32 predicted IoU of the output mask
+    object_score: jax.Array  # (B,) float32 object score logit (> 0: the object is visible)
+    mask_logits: jax.Array | None = None  # (B, 4h, 4w) the output's low-res logits
+    multimask: jax.Array | None = None  # (B,) bool: chosen among multimask candidates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +69,32 @@ class MemoryPolicy:
     def max_cond_frames_in_attn(self) -> int:
         return -1
 
+    @property
+    def object_score_threshold(self) -> float:
+        """An object is present where its score logit is above this."""
+        return 0.0
+
+    @property
+    def num_recent_slots(self) -> int:
+        """R, the bank's ring of recent spatial memories."""
+        return self.num_maskmem - 1
+
+    @property
+    def num_ptr_slots(self) -> int:
+        """P, the bank's ring of recent object pointers."""
+        return self.max_obj_ptrs_in_encoder - 1
+
     def init_state(self, num_objects: int) -> Any:
         """Per-object state carried in the bank (None: none)."""
         del num_objects
+        return None
+
+    def mask_chooser(
+        self, state: Any, image_size: int
+    ) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
+        """None (the best predicted IoU), or (gated candidate logits (B, 4h, 4w, 3), IoUs
+        (B, 3)) -> (B,) index of the candidate each object takes, given the policy state."""
+        del state, image_size
         return None
 
     def select(

@@ -125,14 +125,17 @@ def _step(
     p = prompts.point_coords.shape[1]
     point_valid = jnp.arange(p)[None, :] < prompts.num_points[:, None]  # (B, P)
     dense = None if prev_logits is None else jnp.clip(prev_logits, -32.0, 32.0)[..., None]
+    multimask = prompts.num_points <= 1
     heads = m.forward_sam_heads(
         pix_feat,
         prompts.point_coords,
         prompts.point_labels,
         dense,
         high_res,
-        multimask_output=prompts.num_points <= 1,
+        multimask_output=multimask,
         point_valid=point_valid,
+        appear_threshold=policy.object_score_threshold,
+        choose=policy.mask_chooser(bank.policy_state, cfg.image_size),
     )
     low_res = heads.low_res_masks[..., 0]  # (B, 4h, 4w)
     score = heads.object_score_logits[:, 0]
@@ -142,7 +145,9 @@ def _step(
     if prompts.mask is not None:  # mask prompts: the mask is the output (no memory)
 
         def from_mask(_):
-            out = m.use_mask_as_output(raw, high_res, prompts.mask[..., None])
+            out = m.use_mask_as_output(
+                raw, high_res, prompts.mask[..., None], policy.object_score_threshold
+            )
             return out.low_res_masks[..., 0], out.object_score_logits[:, 0], out.obj_ptr
 
         mask_out = jax.lax.cond(
@@ -156,10 +161,16 @@ def _step(
         score = jnp.where(use, mask_out[1], score)
         obj_ptr = jnp.where(use[:, None], mask_out[2], obj_ptr)
         iou = jnp.where(use, 1.0, iou)
+        multimask = multimask & ~use
 
     if encode_memory:
         mem = _memory_from_low_res(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
-        scores = StepScores(iou=iou.astype(jnp.float32), object_score=score.astype(jnp.float32))
+        scores = StepScores(
+            iou=iou.astype(jnp.float32),
+            object_score=score.astype(jnp.float32),
+            mask_logits=low_res.astype(jnp.float32),
+            multimask=multimask,
+        )
         bank, overflow = policy.write(
             bank, frame_idx, mem, obj_ptr, has_prompt, active, scores, reverse=reverse
         )

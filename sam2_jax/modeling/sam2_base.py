@@ -6,6 +6,8 @@ mechanical. Call a stage with `model.apply(variables, ..., method=SAM2.forward_i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -109,6 +111,8 @@ class SAM2(nn.Module):
         multimask_output: bool | jax.Array = False,
         training: bool = False,
         point_valid: jax.Array | None = None,
+        appear_threshold: float = 0.0,
+        choose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     ) -> SAMHeadsOutput:
         """Prompt encoder + mask decoder + object pointer (reference `_forward_sam_heads`).
 
@@ -131,6 +135,8 @@ class SAM2(nn.Module):
             points: P' valid points give P' point tokens plus the "not a point" pad token;
             none gives the dummy -1 point plus the pad token. Padding tokens are masked out
             of the decoder's attention.
+          appear_threshold, choose: `select_outputs`' (the object-score threshold of "present"
+            and a replacement for the best-IoU choice among multimask candidates).
 
         Returns:
           SAMHeadsOutput. Masks of objects whose score is <= 0 are NO_OBJ_SCORE everywhere, and
@@ -172,6 +178,8 @@ class SAM2(nn.Module):
             if training or not decoder.dynamic_multimask_via_stability
             else decoder.select_via_stability,
             use_multimask_token_for_obj_ptr=decoder.use_multimask_token_for_obj_ptr,
+            appear_threshold=appear_threshold,
+            choose=choose,
         )
         size = self.config.image_size
         high_res_multimasks = upsample_bilinear(chosen.low_res_multimasks, (size, size))
@@ -198,6 +206,7 @@ class SAM2(nn.Module):
         backbone_features: jax.Array,
         high_res_features: tuple[jax.Array, jax.Array] | None,
         mask_inputs: jax.Array,
+        appear_threshold: float = 0.0,
     ) -> SAMHeadsOutput:
         """A mask prompt taken as the output itself (reference `_use_mask_as_output`).
 
@@ -205,6 +214,7 @@ class SAM2(nn.Module):
           backbone_features: (B, h, w, C) raw stride-16 features (no memory conditioning).
           high_res_features: as in `forward_sam_heads`.
           mask_inputs: (B, S, S, 1) binary mask (bool or 0/1 float) at the model input size.
+          appear_threshold: as in `forward_sam_heads` (the decoder's pointer for the mask).
 
         Returns:
           SAMHeadsOutput with K = 1: logits exactly +-10 at S x S, their antialiased bilinear
@@ -220,6 +230,7 @@ class SAM2(nn.Module):
             backbone_features,
             mask_inputs=self.mask_downsample(mask),
             high_res_features=high_res_features,
+            appear_threshold=appear_threshold,
         ).obj_ptr
         is_obj_appearing = jnp.any(mask.reshape(mask.shape[0], -1) > 0.0, axis=1)[:, None]
         object_score_logits = 20.0 * is_obj_appearing.astype(jnp.float32) - 10.0

@@ -49,7 +49,7 @@ class HeadsSelection(NamedTuple):
     low_res_mask: jax.Array  # (B, 4h, 4w, 1)
     iou: jax.Array  # (B, 1)
     token: jax.Array  # (B, C): the output token the object pointer is computed from
-    appearing: jax.Array  # (B, 1) bool: object score > 0
+    appearing: jax.Array  # (B, 1) bool: object score > the appearance threshold
 
 
 def _take(x: jax.Array, index: jax.Array, axis: int) -> jax.Array:
@@ -68,6 +68,8 @@ def select_outputs(
     *,
     stability: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None,
     use_multimask_token_for_obj_ptr: bool = True,
+    appear_threshold: float = 0.0,
+    choose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> HeadsSelection:
     """Per-object mask, IoU and pointer token from all of the decoder's tokens.
 
@@ -79,14 +81,22 @@ def select_outputs(
         or None where it does not apply (training, or switched off).
       use_multimask_token_for_obj_ptr: the pointer comes from the chosen candidate's token
         (released configs) rather than token 0.
+      appear_threshold: the object counts as present where its score logit is above this
+        (the reference: 0); absent objects get NO_OBJ_SCORE masks and the no-object pointer.
+      choose: which multimask candidate an object takes, in place of the highest predicted
+        IoU: (gated candidate logits (B, 4h, 4w, 3), their IoUs (B, 3)) -> (B,) int index
+        in 0..2 (a memory policy's mask choice, e.g. a motion model's).
     """
     b = masks.shape[0]
-    appearing = object_score_logits > 0  # (B, 1)
+    appearing = object_score_logits > appear_threshold  # (B, 1)
 
     def gate(x: jax.Array) -> jax.Array:  # (B, 4h, 4w, k)
         return jnp.where(appearing[:, :, None, None], x, NO_OBJ_SCORE).astype(jnp.float32)
 
-    best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (B,)
+    if choose is None:
+        best = jnp.argmax(iou[:, 1:], axis=-1) + 1  # (B,)
+    else:
+        best = jnp.asarray(choose(gate(masks[..., 1:]), iou[:, 1:]), jnp.int32) + 1
     multi_mask, multi_iou = _take(masks, best, -1), _take(iou, best, -1)
     multi_token = _take(tokens, best, 1)[:, 0] if use_multimask_token_for_obj_ptr else tokens[:, 0]
     if multimask is True:

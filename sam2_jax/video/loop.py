@@ -239,4 +239,5 @@ def reverse_bank(
         ptr=take(seed.ptr, ptr),
         ptr_frame=take(seed.ptr_frame, ptr),
         ptr_valid=take(seed.ptr_valid, ptr),
+        policy_state=memory_policy.init_state(bank.num_objects),  # a new pass starts afresh
     )

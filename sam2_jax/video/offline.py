@@ -164,6 +164,7 @@ def track_video(
     hw = cfg.embedding_size**2
     bank = empty_bank(
         b, hw, mem_dim=cfg.mem_dim, hidden_dim=cfg.d_model, cond_capacity=k,
+        num_recent=memory_policy.num_recent_slots, num_ptrs=memory_policy.num_ptr_slots,
         policy_state=memory_policy.init_state(b),
     )  # fmt: skip
     low = np.full((num_frames, b, 4 * cfg.embedding_size, 4 * cfg.embedding_size), NO_OBJ_SCORE)

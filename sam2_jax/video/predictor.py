@@ -190,7 +190,7 @@ class SAM2VideoPredictor(VideoSessionAPI):
         cfg = self.config
         b, hw = rows or len(objects), cfg.embedding_size**2
         k = cond_slot_bucket(max([len(o.cond) for o in objects] + [1]))
-        r, p = cfg.num_maskmem - 1, cfg.max_obj_ptrs_in_encoder - 1
+        r, p = self.memory_policy.num_recent_slots, self.memory_policy.num_ptr_slots
         m, c, mem = cfg.mem_dim, cfg.d_model, jnp.bfloat16
         fields = dict(
             cond_features=((b, k, hw, m), mem),

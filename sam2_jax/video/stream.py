@@ -131,8 +131,8 @@ class StreamTracker:
                 mem_dim=cfg.mem_dim,
                 hidden_dim=cfg.d_model,
                 cond_capacity=self.cond_capacity,
-                num_recent=cfg.num_maskmem - 1,
-                num_ptrs=cfg.max_obj_ptrs_in_encoder - 1,
+                num_recent=self.memory_policy.num_recent_slots,
+                num_ptrs=self.memory_policy.num_ptr_slots,
                 policy_state=self.memory_policy.init_state(1),
             )
             self._bank = (

@@ -1,0 +1,30 @@
+"""Memory policies by name: `get_policy("reference" | "samurai" | "sam3", **options)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sam2_jax.memory.policies.gated import GatedPolicy
+from sam2_jax.memory.policies.sam3 import Sam3Policy
+from sam2_jax.memory.policies.samurai import SamuraiPolicy
+from sam2_jax.memory.policy import MemoryPolicy, ReferencePolicy
+
+POLICIES: dict[str, Callable[..., MemoryPolicy]] = {
+    "reference": ReferencePolicy,
+    "samurai": SamuraiPolicy,
+    "sam3": Sam3Policy,
+}
+
+
+def get_policy(name: str, **options) -> MemoryPolicy:
+    """The memory policy `name` with its options (the dataclass fields of its class, e.g.
+    `get_policy("samurai", kf_score_weight=0.15)`, `get_policy("reference", stride=2)`)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown memory policy {name!r}; known: {', '.join(POLICIES)}")
+    try:
+        return POLICIES[name](**options)
+    except TypeError as e:
+        raise ValueError(f"memory policy {name!r}: {e}") from None
+
+
+__all__ = ["POLICIES", "GatedPolicy", "Sam3Policy", "SamuraiPolicy", "get_policy"]
