@@ -156,7 +156,8 @@ def test_policy_runs_batched_over_videos_and_objects(name):
             assert ((low[v, :, o] > 0) == (alone > 0)).mean(axis=(1, 2)).min() >= 0.999
             # the policy's own state went through the batched loop per object
             for mine, theirs in zip(
-                jax.tree.leaves(banks.policy_state), jax.tree.leaves(one_bank.policy_state),
+                jax.tree.leaves(banks.policy_state),
+                jax.tree.leaves(one_bank.policy_state),
                 strict=True,
             ):
                 np.testing.assert_allclose(

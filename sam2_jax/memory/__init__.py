@@ -3,6 +3,7 @@ policy that decides reads and writes (`MemoryPolicy`, `reference_policy`, and th
 name: `get_policy`)."""
 
 from sam2_jax.memory.bank import MemoryBank, empty_bank
+from sam2_jax.memory.policies import POLICIES, get_policy
 from sam2_jax.memory.policy import (
     REFERENCE,
     MemoryPolicy,
@@ -10,7 +11,6 @@ from sam2_jax.memory.policy import (
     StepScores,
     reference_policy,
 )
-from sam2_jax.memory.policies import POLICIES, get_policy
 from sam2_jax.memory.selection import MemorySelection, select_memories
 
 __all__ = [
