@@ -52,3 +52,15 @@ def test_eval_synthetic_cli_checks_its_arguments():
     test_synthetic_eval.py; a full CLI run costs two compilations, ~50 s in CI.)"""
     with pytest.raises(SystemExit, match="--videos must be >= 1"):
         cli.main(["eval-synthetic", "--videos", "0"])
+
+
+@pytest.mark.slow
+def test_track_video_takes_a_memory_policy_by_name(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    cli.main(["track-video", "shapes", "--out", str(out), "--memory-policy", "sam3", "--no-pngs"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["memory_policy"] == "sam3" and summary["complete"] is True
+    assert 0.0 <= summary["scores"]["J&F"] <= 1.0
+    with pytest.raises(SystemExit):
+        cli.main(["track-video", "shapes", "--out", str(out), "--memory-policy", "samurei"])
+    assert "invalid choice: 'samurei'" in capsys.readouterr().err

@@ -48,6 +48,7 @@ from sam2_jax.cli.common import (
     describe_weights,
 )
 from sam2_jax.cli.prompt_file import load_prompts  # noqa: F401 (also the public home of the reader)
+from sam2_jax.memory.policies import POLICIES
 from sam2_jax.output_files import prepare_out_dir, write_text
 
 RESULTS = ("masks", "masks_rle.json", "summary.json", "scores.json")  # and the overlay
@@ -116,7 +117,11 @@ def track_video(args: argparse.Namespace) -> None:
         results = (*RESULTS, args.overlay)
         out = prepare_out_dir(args.out, overwrite=args.overwrite, results=results)
         predictor = build_sam2_video_predictor(
-            config_name, checkpoint, image_size=args.image_size, seed=args.seed
+            config_name,
+            checkpoint,
+            image_size=args.image_size,
+            seed=args.seed,
+            memory_policy=args.memory_policy,
         )
         state = predictor.init_state(video, max_frames=args.max_frames)
     except (ValueError, OSError, ImportError) as err:
@@ -153,6 +158,7 @@ def track_video(args: argparse.Namespace) -> None:
         "input_size": model.config.image_size,
         "checkpoint": model.checkpoint,
         "random_weights": model.random_weights,
+        "memory_policy": args.memory_policy,
         "obj_ids": obj_ids,
         "complete": False,
     }
@@ -288,4 +294,11 @@ def add_parser(commands) -> None:
     cmd.add_argument("--overlay", default="overlay.mp4", help="overlay file name (.mp4 / .gif)")
     cmd.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")
     cmd.add_argument("--no-pngs", action="store_true", help="skip the per-frame mask PNGs")
+    cmd.add_argument(
+        "--memory-policy",
+        default="reference",
+        choices=sorted(POLICIES),
+        help="what each frame reads from the memory and writes into it: SAM 2's rule "
+        "(reference), SAMURAI's motion-aware memory (samurai), SAM 3's memory selection (sam3)",
+    )
     cmd.set_defaults(run=track_video)

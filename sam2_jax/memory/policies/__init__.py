@@ -27,4 +27,9 @@ def get_policy(name: str, **options) -> MemoryPolicy:
         raise ValueError(f"memory policy {name!r}: {e}") from None
 
 
-__all__ = ["POLICIES", "GatedPolicy", "Sam3Policy", "SamuraiPolicy", "get_policy"]
+def as_policy(policy: MemoryPolicy | str) -> MemoryPolicy:
+    """A policy, or one given by name (with its default options)."""
+    return get_policy(policy) if isinstance(policy, str) else policy
+
+
+__all__ = ["POLICIES", "GatedPolicy", "as_policy", "Sam3Policy", "SamuraiPolicy", "get_policy"]
