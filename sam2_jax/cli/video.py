@@ -48,7 +48,6 @@ from sam2_jax.cli.common import (
     describe_weights,
 )
 from sam2_jax.cli.prompt_file import load_prompts  # noqa: F401 (also the public home of the reader)
-from sam2_jax.memory.policies import POLICIES
 from sam2_jax.output_files import prepare_out_dir, write_text
 
 RESULTS = ("masks", "masks_rle.json", "summary.json", "scores.json")  # and the overlay
@@ -294,6 +293,8 @@ def add_parser(commands) -> None:
     cmd.add_argument("--overlay", default="overlay.mp4", help="overlay file name (.mp4 / .gif)")
     cmd.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")
     cmd.add_argument("--no-pngs", action="store_true", help="skip the per-frame mask PNGs")
+    from sam2_jax.memory.policies import POLICIES  # model code: only when the CLI is built
+
     cmd.add_argument(
         "--memory-policy",
         default="reference",

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _POSITION = 1.0 / 20.0
 _VELOCITY = 1.0 / 160.0
-_MOTION = jnp.eye(8).at[jnp.arange(4), jnp.arange(4) + 4].set(1.0)  # x += v (dt = 1)
-_OBSERVE = jnp.eye(4, 8)
+# NumPy constants: importing this module must not start a JAX backend
+_MOTION = np.eye(8, dtype=np.float32) + np.eye(8, k=4, dtype=np.float32)  # x += v (dt = 1)
+_OBSERVE = np.eye(4, 8, dtype=np.float32)
 
 
 def xyxy_to_xyah(box: jax.Array) -> jax.Array:
