@@ -20,7 +20,7 @@ from sam2_jax.cli.common import (
     choose_model,
     describe_weights,
 )
-from sam2_jax.evaluation import synthetic_cli
+from sam2_jax.evaluation import memory_cli, synthetic_cli
 from sam2_jax.exporting import cli as export_compiled_cli
 from sam2_jax.train import cli as train_cli
 from sam2_jax.train import export as train_export
@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     train_cli.add_parser(commands)  # train
     train_export.add_parser(commands)  # train-export
     synthetic_cli.add_parser(commands)  # eval-synthetic
+    memory_cli.add_parser(commands)  # eval-memory
     export_compiled_cli.add_parser(commands)  # export-compiled
 
     args = parser.parse_args(argv)

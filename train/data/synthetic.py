@@ -27,7 +27,7 @@ class SyntheticVideo:
     amodal: np.ndarray
 
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """(H, W, 3) uint8: a few oriented sinusoids, a random tint and pixel noise."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = np.zeros((h, w, 3), np.float32)
@@ -42,9 +42,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _shape_mask(
-    kind: str, cy: float, cx: float, ry: float, rx: float, angle: float, h: int, w: int
-):
+def shape_mask(kind: str, cy: float, cx: float, ry: float, rx: float, angle: float, h: int, w: int):
     """(H, W) bool mask of one shape centred at (cy, cx) with half-sizes (ry, rx), rotated."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     dy, dx = yy - cy, xx - cx
@@ -79,7 +77,7 @@ def generate_video(
         )
     rng = np.random.default_rng([seed, index])
     size = min(height, width)
-    background = _texture(rng, height + size, width + size)
+    background = texture(rng, height + size, width + size)
     bg_vel = rng.uniform(-1.5, 1.5, size=2)  # the background pans
     objects = []
     for k in range(num_objects):
@@ -103,7 +101,7 @@ def generate_video(
                 "acc": rng.normal(0, 0.02, size=2) * speed,
                 "angle": rng.uniform(0, np.pi),
                 "spin": rng.uniform(-0.08, 0.08),
-                "texture": _texture(rng, height, width),
+                "texture": texture(rng, height, width),
             }
         )
     frames = np.empty((num_frames, height, width, 3), np.uint8)
@@ -116,7 +114,7 @@ def generate_video(
         for k, obj in enumerate(objects):
             cy, cx = obj["pos"] + obj["vel"] * t + 0.5 * obj["acc"] * t * t
             ry, rx = obj["radii"]
-            m = _shape_mask(
+            m = shape_mask(
                 obj["kind"], cy, cx, ry, rx, obj["angle"] + obj["spin"] * t, height, width
             )
             amodal[t, k] = m
