@@ -120,13 +120,20 @@ def stress_video(kind: str, index: int, *, num_frames: int | None = None, size: 
         vel = vel / np.linalg.norm(vel) * rng.uniform(0.015, 0.03) * s
         target = _Object(rng, size, _bounce(start, vel, lo, hi))
         twins = []
+        first = target.mask(0, size)
         for _ in range(2):
-            # a look-alike that passes the target's position at a random frame
-            meet = rng.integers(t_max // 4, max(t_max // 4 + 1, 3 * t_max // 4))
-            v = rng.normal(0, 1, 2)
-            v = v / np.linalg.norm(v) * rng.uniform(0.02, 0.04) * s
-            p_meet = np.array(target.path(int(meet)))
-            path = _linear(p_meet, v, int(meet))
+            # a look-alike that passes the target's position at a random frame and leaves
+            # the target whole on frame 0 (drawn again until it does)
+            for _attempt in range(50):
+                meet = rng.integers(t_max // 4, max(t_max // 4 + 1, 3 * t_max // 4))
+                v = rng.normal(0, 1, 2)
+                v = v / np.linalg.norm(v) * rng.uniform(0.02, 0.04) * s
+                p_meet = np.array(target.path(int(meet)))
+                path = _linear(p_meet, v, int(meet))
+                at_start = shape_mask(target.kind, *path(0), *target.radii, target.angle, size,
+                                      size)  # fmt: skip
+                if not (at_start & first).any():
+                    break
             twins.append(_Object(rng, size, path, target.kind, target.radii, target.texture,
                                  target.angle))  # fmt: skip
         layers = [twins[0], target, twins[1]]  # one behind, one in front
