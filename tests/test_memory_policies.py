@@ -121,7 +121,7 @@ def _inputs(frames: np.ndarray, start: int, size: int, objects: list[int]) -> St
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["reference", "samurai", "sam3"])
+@pytest.mark.parametrize("name", ["reference", "samurai", "sam3", "dam4sam"])
 def test_policy_runs_batched_over_videos_and_objects(name):
     model = build_sam2()
     size, cfg = model.config.image_size, model.config

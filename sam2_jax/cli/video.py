@@ -300,6 +300,7 @@ def add_parser(commands) -> None:
         default="reference",
         choices=sorted(POLICIES),
         help="what each frame reads from the memory and writes into it: SAM 2's rule "
-        "(reference), SAMURAI's motion-aware memory (samurai), SAM 3's memory selection (sam3)",
+        "(reference), SAMURAI's motion-aware memory (samurai), SAM 3's memory selection "
+        "(sam3), DAM4SAM's distractor-aware memory (dam4sam)",
     )
     cmd.set_defaults(run=track_video)

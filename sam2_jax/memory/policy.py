@@ -47,6 +47,8 @@ class StepScores(NamedTuple):
     object_score: jax.Array  # (B,) float32 object score logit (> 0: the object is visible)
     mask_logits: jax.Array | None = None  # (B, 4h, 4w) the output's low-res logits
     multimask: jax.Array | None = None  # (B,) bool: chosen among multimask candidates
+    candidates: jax.Array | None = None  # (B, 4h, 4w, 3) the multimask candidates' logits
+    candidate_ious: jax.Array | None = None  # (B, 3) their predicted IoUs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,12 @@ class MemoryPolicy:
     def init_state(self, num_objects: int) -> Any:
         """Per-object state carried in the bank (None: none)."""
         del num_objects
+        return None
+
+    def binarize_memory(self, state: Any, step: StepScores, frame_idx: jax.Array) -> Any:
+        """None, or (B,) bool: frames whose memory is encoded from the binarized mask (as
+        prompted frames' are) rather than its sigmoid, decided before the write."""
+        del state, step, frame_idx
         return None
 
     def mask_chooser(

@@ -164,13 +164,17 @@ def _step(
         multimask = multimask & ~use
 
     if encode_memory:
-        mem = _memory_from_low_res(m, raw, low_res, score, has_prompt, bank.recent_features.dtype)
         scores = StepScores(
             iou=iou.astype(jnp.float32),
             object_score=score.astype(jnp.float32),
             mask_logits=low_res.astype(jnp.float32),
             multimask=multimask,
+            candidates=heads.low_res_multimasks,
+            candidate_ious=heads.ious,
         )
+        binarize = policy.binarize_memory(bank.policy_state, scores, frame_idx)
+        binarize = has_prompt if binarize is None else has_prompt | binarize
+        mem = _memory_from_low_res(m, raw, low_res, score, binarize, bank.recent_features.dtype)
         bank, overflow = policy.write(
             bank, frame_idx, mem, obj_ptr, has_prompt, active, scores, reverse=reverse
         )

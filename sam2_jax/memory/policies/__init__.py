@@ -1,9 +1,11 @@
-"""Memory policies by name: `get_policy("reference" | "samurai" | "sam3", **options)`."""
+"""Memory policies by name: `get_policy("reference" | "samurai" | "sam3" | "dam4sam",
+**options)`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from sam2_jax.memory.policies.dam4sam import Dam4SamPolicy
 from sam2_jax.memory.policies.gated import GatedPolicy
 from sam2_jax.memory.policies.sam3 import Sam3Policy
 from sam2_jax.memory.policies.samurai import SamuraiPolicy
@@ -13,6 +15,7 @@ POLICIES: dict[str, Callable[..., MemoryPolicy]] = {
     "reference": ReferencePolicy,
     "samurai": SamuraiPolicy,
     "sam3": Sam3Policy,
+    "dam4sam": Dam4SamPolicy,
 }
 
 
@@ -32,4 +35,12 @@ def as_policy(policy: MemoryPolicy | str) -> MemoryPolicy:
     return get_policy(policy) if isinstance(policy, str) else policy
 
 
-__all__ = ["POLICIES", "GatedPolicy", "as_policy", "Sam3Policy", "SamuraiPolicy", "get_policy"]
+__all__ = [
+    "POLICIES",
+    "Dam4SamPolicy",
+    "GatedPolicy",
+    "as_policy",
+    "Sam3Policy",
+    "SamuraiPolicy",
+    "get_policy",
+]
