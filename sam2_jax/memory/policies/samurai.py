@@ -23,6 +23,10 @@ Deviations from the SAMURAI package (`absolutely-not-samurai`), whose state is o
 model (never reset between videos): here the state is per object and per video (the package
 tracks one object per model), the filter runs in float32 (the package: float64 NumPy), and a
 backward walk mirrors the forward one (the package walks forward only and fails backwards).
+The interactive predictor decodes prompted frames outside the frame loop, so there the filter
+starts on the first tracked frame; the package starts it on a single-click prompt's frame
+(with a box prompt, as in the tests, both start on the first tracked frame). The compiled
+loop (`track_video`, `propagate_videos`) decodes prompts inside it, as the package does.
 """
 
 from __future__ import annotations
