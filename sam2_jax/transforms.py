@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from sam2_jax.image.io import to_rgb8
+from sam2_jax.modeling.interpolation import resize_bilinear_banded
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -116,11 +117,17 @@ def fill_holes_and_remove_sprinkles(
     return flat_out.reshape(out.shape)
 
 
-@functools.partial(jax.jit, static_argnames="orig_hw")
-def upsample_masks(low_res: jax.Array, orig_hw: tuple[int, int]) -> jax.Array:
-    """(B, C, h, w) logits -> (B, C, H, W) with bilinear (align_corners=False, no antialias)."""
-    b, c = low_res.shape[:2]
-    return jax.image.resize(low_res, (b, c, *orig_hw), method="linear", antialias=False)
+@functools.partial(jax.jit, static_argnames=("orig_hw", "threshold"))
+def upsample_masks(
+    low_res: jax.Array, orig_hw: tuple[int, int], threshold: float | None = None
+) -> jax.Array:
+    """(B, C, h, w) logits -> (B, C, H, W) with bilinear (align_corners=False, no antialias),
+    as logits, or as bool masks (> threshold) when a threshold is given (the float image
+    never leaves the program)."""
+    b, c, h, w = low_res.shape
+    up = resize_bilinear_banded(low_res.reshape(b * c, h, w, 1), orig_hw)  # (B C, H, W, 1)
+    up = up.reshape(b, c, *orig_hw)
+    return up if threshold is None else up > threshold
 
 
 def postprocess_low_res(
@@ -148,7 +155,6 @@ def postprocess_low_res(
         processed = fill_holes_and_remove_sprinkles(
             low_res, threshold, max_hole_area, max_sprinkle_area
         )
-    masks = np.asarray(upsample_masks(processed, tuple(orig_hw)))
-    if not return_logits:
-        masks = masks > threshold
+    cut = None if return_logits else float(threshold)
+    masks = np.asarray(upsample_masks(processed, tuple(orig_hw), cut))
     return masks, np.clip(low_res, -32.0, 32.0)

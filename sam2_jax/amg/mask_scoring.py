@@ -16,22 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax.modeling.interpolation import linear_taps
+
 CHUNK = 16  # masks upsampled at a time (bounds the (CHUNK, H, W) temporaries)
-
-
-def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PyTorch's bilinear source taps for one axis (align_corners=False).
-
-    Returns (i0, i1, w1), each (out_size,): output pixel k = (1 - w1) * x[i0] + w1 * x[i1].
-    Computed in float32, as PyTorch does for float inputs.
-    """
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0.0))
-    i0 = np.minimum(src.astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
-    return i0.astype(np.int32), i1.astype(np.int32), w1
 
 
 def upsample_bilinear(logits: jax.Array, out_hw: tuple[int, int]) -> jax.Array:

@@ -63,3 +63,65 @@ def downsample_bilinear_antialias(x: jax.Array, size: tuple[int, int]) -> jax.Ar
     """torch bilinear with antialias=True. x: (B, H, W, C) -> (B, *size, C)."""
     shape = (x.shape[0], *size, x.shape[-1])
     return jax.image.resize(x, shape, method="linear", antialias=True)
+
+
+BAND = 64  # output pixels per band of `resize_bilinear_banded`
+
+
+def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's bilinear source taps for one axis (align_corners=False, no antialias).
+
+    Returns (i0, i1, w1), each (out_size,): output pixel k = (1 - w1) * x[i0] + w1 * x[i1].
+    Computed in float32, as PyTorch does for float inputs.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.minimum(src.astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    return i0.astype(np.int32), i1.astype(np.int32), w1
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(in_size: int, out_size: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """One axis of `resize_bilinear_banded` as G bands of BAND outputs, each reading m
+    consecutive inputs from its start: (starts (G,), weights (G, m, BAND)) from
+    `linear_taps`; padding outputs past out_size repeat the last one."""
+    i0, i1, w1 = linear_taps(in_size, out_size)
+    g = -(-out_size // BAND)
+    pad = g * BAND - out_size
+    i0, i1, w1 = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (i0, i1, w1))
+    lo = i0.reshape(g, BAND).min(axis=1)
+    m = int((i1.reshape(g, BAND).max(axis=1) - lo).max()) + 1
+    starts = np.minimum(lo, in_size - m)
+    weights = np.zeros((g, m, BAND), np.float32)
+    band, col = np.divmod(np.arange(g * BAND), BAND)
+    np.add.at(weights, (band, i0 - starts[band], col), 1 - w1)
+    np.add.at(weights, (band, i1 - starts[band], col), w1)
+    return tuple(int(s) for s in starts), weights
+
+
+def _resize_axis(x: jax.Array, axis: int, out_size: int) -> jax.Array:
+    """One axis of `resize_bilinear_banded`: each band of BAND outputs contracts the m inputs
+    it reads."""
+    starts, weights = _bands(x.shape[axis], out_size)
+    m = weights.shape[1]
+    slabs = jnp.stack([jax.lax.slice_in_dim(x, s, s + m, axis=axis) for s in starts])
+    moved = jnp.moveaxis(slabs, axis + 1, -1)  # (G, ..., m)
+    out = jnp.einsum("g...m,gmk->...gk", moved, jnp.asarray(weights))  # (..., G, BAND)
+    out = out.reshape(*out.shape[:-2], -1)[..., :out_size]  # (..., out_size)
+    return jnp.moveaxis(out, -1, axis)
+
+
+def resize_bilinear_banded(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """torch bilinear (align_corners=False, no antialias) of masks to an image's size:
+    (B, H, W, C) -> (B, *size, C), PyTorch's two taps per axis as banded products.
+
+    For large outputs (low-res masks to a photo's size): a dense interpolation matrix
+    (`upsample_bilinear`) costs O(H) per output, this O(m) (m ~ 11 inputs per band at
+    256 -> 1800: 20x fewer FLOPs; 23 -> 9 ms for 3 masks to 1200 x 1800 on this CPU). Its
+    weights are PyTorch's formula, not `jax.image.resize`'s: outputs differ from
+    `upsample_bilinear` by float32 rounding (< 4e-5 on unit-variance logits).
+    """
+    return _resize_axis(_resize_axis(x, 2, size[1]), 1, size[0])

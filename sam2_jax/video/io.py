@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsample_bilinear
+from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, resize_bilinear_banded
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -95,4 +95,4 @@ def mask_to_model(mask: np.ndarray, image_size: int) -> np.ndarray:
 @functools.partial(jax.jit, static_argnames="video_hw")
 def to_video_resolution(low_res: jax.Array, video_hw: tuple[int, int]) -> jax.Array:
     """(B, h, w) low-res logits -> (B, H, W) logits (bilinear, align_corners=False)."""
-    return upsample_bilinear(low_res[..., None], video_hw)[..., 0]
+    return resize_bilinear_banded(low_res[..., None], video_hw)[..., 0]
