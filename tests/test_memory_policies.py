@@ -154,12 +154,16 @@ def test_policy_runs_batched_over_videos_and_objects(name):
             # through 18 frames that stays below 1e-3 of the logits' range (worst seen 2.5e-4)
             assert np.abs(low[v, :, o] - alone).max() <= 1e-3 * np.abs(alone).max(), (v, o)
             assert ((low[v, :, o] > 0) == (alone > 0)).mean(axis=(1, 2)).min() >= 0.999
-            # the policy's own state went through the batched loop per object
+            # the policy's own state went through the batched loop per object: flags and
+            # counts equal; pixel measures (mask sizes, box filters) may differ by the one
+            # pixel that the rounding above can flip
             for mine, theirs in zip(
                 jax.tree.leaves(banks.policy_state),
                 jax.tree.leaves(one_bank.policy_state),
                 strict=True,
             ):
-                np.testing.assert_allclose(
-                    np.asarray(mine)[v, o], np.asarray(theirs)[0, 0], rtol=1e-4, atol=1e-4
-                )
+                mine, theirs = np.asarray(mine)[v, o], np.asarray(theirs)[0, 0]
+                if np.issubdtype(mine.dtype, np.floating):
+                    np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1.0)
+                else:
+                    np.testing.assert_array_equal(mine, theirs)
