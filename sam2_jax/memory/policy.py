@@ -49,6 +49,7 @@ class StepScores(NamedTuple):
     multimask: jax.Array | None = None  # (B,) bool: chosen among multimask candidates
     candidates: jax.Array | None = None  # (B, 4h, 4w, 3) the multimask candidates' logits
     candidate_ious: jax.Array | None = None  # (B, 3) their predicted IoUs
+    binarized: jax.Array | None = None  # (B,) bool: the policy's `binarize_memory` decision
 
 
 @dataclasses.dataclass(frozen=True)

@@ -172,8 +172,9 @@ def _step(
             candidates=heads.low_res_multimasks,
             candidate_ious=heads.ious,
         )
-        binarize = policy.binarize_memory(bank.policy_state, scores, frame_idx)
-        binarize = has_prompt if binarize is None else has_prompt | binarize
+        chosen = policy.binarize_memory(bank.policy_state, scores, frame_idx)
+        scores = scores._replace(binarized=chosen)  # the write reads the decision back
+        binarize = has_prompt if chosen is None else has_prompt | chosen
         mem = _memory_from_low_res(m, raw, low_res, score, binarize, bank.recent_features.dtype)
         bank, overflow = policy.write(
             bank, frame_idx, mem, obj_ptr, has_prompt, active, scores, reverse=reverse

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from sam2_jax.memory.bank import MemoryBank, write_conditioning, write_recent
 from sam2_jax.memory.policies.components import largest_component
 from sam2_jax.memory.policy import MemoryPolicy, StepScores
-from sam2_jax.memory.selection import MemorySelection, select_memories
+from sam2_jax.memory.selection import MemorySelection
 from sam2_jax.modeling.interpolation import upsample_bilinear
 
 _FAR = 2**30
@@ -141,7 +141,7 @@ class Dam4SamPolicy(MemoryPolicy):
     ) -> tuple[jax.Array, jax.Array]:
         """(B,) bool: this frame enters the DRM; (B,) float32 the chosen mask's size."""
         size = 4 * step.mask_logits.shape[1]  # the low-res logits are S / 4 wide
-        chosen = upsample_bilinear(step.mask_logits[..., None], (size, size))[..., 0] > 0
+        chosen = self._chosen(step)
         n = chosen.sum(axis=(1, 2)).astype(jnp.float32)
         t = jnp.asarray(frame_idx, jnp.int32)
         sizes, frames = self._with_size(state, n, t)
@@ -176,6 +176,12 @@ class Dam4SamPolicy(MemoryPolicy):
         revealing = (present & (box_iou <= self.box_iou_threshold)).any(axis=1)
         return confident & revealing & step.multimask, n
 
+    @staticmethod
+    def _chosen(step: StepScores) -> jax.Array:
+        """(B, S, S) bool: the output mask at the model input size."""
+        size = 4 * step.mask_logits.shape[1]  # the low-res logits are S / 4 wide
+        return upsample_bilinear(step.mask_logits[..., None], (size, size))[..., 0] > 0
+
     def _with_size(self, state: DistractorState, n: jax.Array, t: jax.Array):
         """The size history with this frame's size added where non-empty."""
         slot = jnp.argmin(state.size_frames, axis=1)  # the oldest entry
@@ -202,9 +208,8 @@ class Dam4SamPolicy(MemoryPolicy):
         signed_ptr_pos: bool = True,
         training: bool = False,
     ) -> MemorySelection:
-        base = select_memories(
+        base = super().select(  # SAM 2's selection (stride 1, every conditioning frame)
             bank, frame_idx, reverse=reverse, num_frames=num_frames,
-            num_maskmem=self.num_maskmem, max_obj_ptrs_in_encoder=self.max_obj_ptrs_in_encoder,
             signed_ptr_pos=signed_ptr_pos, training=training,
         )  # fmt: skip
         st: DistractorState = bank.policy_state
@@ -270,7 +275,11 @@ class Dam4SamPolicy(MemoryPolicy):
         sign = jnp.where(reverse, -1, 1).astype(jnp.int32)
         tracked = enable & ~is_conditioning
         if step is not None and step.candidates is not None and step.multimask is not None:
-            into_drm, n = self._distractor(st, step, t)
+            if step.binarized is not None:  # decided before the memory was encoded
+                into_drm = step.binarized
+                n = self._chosen(step).sum(axis=(1, 2)).astype(jnp.float32)
+            else:
+                into_drm, n = self._distractor(st, step, t)
             sizes, size_frames = self._with_size(st, n, t)
             present = (step.mask_logits > 0).any(axis=(1, 2))  # the low-res mask's pixels
         else:

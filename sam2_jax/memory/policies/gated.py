@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from sam2_jax.memory.bank import MemoryBank, write_conditioning, write_recent
 from sam2_jax.memory.policy import MemoryPolicy, StepScores
-from sam2_jax.memory.selection import MemorySelection, select_memories
+from sam2_jax.memory.selection import MemorySelection
 
 
 @flax.struct.dataclass
@@ -114,9 +114,8 @@ class GatedPolicy(MemoryPolicy):
         signed_ptr_pos: bool = True,
         training: bool = False,
     ) -> MemorySelection:
-        base = select_memories(
+        base = super().select(  # SAM 2's selection (stride 1, every conditioning frame)
             bank, frame_idx, reverse=reverse, num_frames=num_frames,
-            num_maskmem=self.num_maskmem, max_obj_ptrs_in_encoder=self.max_obj_ptrs_in_encoder,
             signed_ptr_pos=signed_ptr_pos, training=training,
         )  # fmt: skip
         sign = jnp.where(reverse, -1, 1).astype(jnp.int32)
