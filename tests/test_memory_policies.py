@@ -6,8 +6,8 @@
   box on frame 0 of the bundled shapes clip, all 24 frames (the filter chooses from frame 16).
   Masks on >= 99% of the pixels of every frame: two float32 frame loops (tests/
   tracking_harness.py's rule); the package's filter runs in float64, ours in float32.
-- Every policy runs batched: 2 videos x 3 objects in one compiled call equal the 6 runs of
-  one object in one video.
+- Every policy runs batched (SAM2Long with its pathways): 2 videos x 3 objects in one
+  compiled call equal the 6 runs of one object in one video.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _inputs(frames: np.ndarray, start: int, size: int, objects: list[int]) -> St
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["reference", "samurai", "sam3", "dam4sam"])
+@pytest.mark.parametrize("name", ["reference", "samurai", "sam3", "dam4sam", "sam2long"])
 def test_policy_runs_batched_over_videos_and_objects(name):
     model = build_sam2()
     size, cfg = model.config.image_size, model.config

@@ -21,7 +21,11 @@ A policy implements
   needs (the reference: num_maskmem - 1 and max_obj_ptrs_in_encoder - 1);
 - `history_frames(frame_idx, reverse)`: the non-conditioning frames, behind `frame_idx` in
   tracking order, whose stored memories seed a bank for tracking from it (the interactive
-  predictor rebuilds its bank from stored outputs).
+  predictor rebuilds its bank from stored outputs);
+- `has_pathways` (SAM2Long): several hypotheses per object (`num_pathways`). The step runs on
+  `expand(bank)` (an object's pathways as consecutive rows), lets `choose_pathways` pick, for
+  each new row, a parent row and one of its multimask candidates, and `collapse`s the rows
+  back into the bank of B objects; the frame's output is each object's first row.
 
 `reference_policy()` is SAM 2 as released; its two evaluation settings are the reference's
 `memory_temporal_stride_for_eval` and `max_cond_frames_in_attn`.
@@ -91,6 +95,48 @@ class MemoryPolicy:
         """Per-object state carried in the bank (None: none)."""
         del num_objects
         return None
+
+    @property
+    def num_pathways(self) -> int:
+        """Hypotheses kept per object (SAM2Long's pathways); 1: one track per object."""
+        return 1
+
+    @property
+    def has_pathways(self) -> bool:
+        """Whether the step runs on `expand`ed rows and lets `choose_pathways` pick (also
+        with a single pathway, whose state then has the pathways' layout)."""
+        return self.num_pathways > 1
+
+    def expand(self, bank: MemoryBank) -> MemoryBank:
+        """With pathways: the bank of B objects as B * num_pathways rows (an object's
+        pathways consecutive), each an ordinary bank row with its own per-row state."""
+        return bank
+
+    def collapse(self, rows: MemoryBank, bank: MemoryBank) -> MemoryBank:
+        """`expand`'s inverse after a frame: the bank of B objects (`bank`: the one expanded)
+        holding the B * num_pathways rows."""
+        del bank
+        return rows
+
+    def choose_pathways(
+        self, state: Any, candidate_ious: jax.Array, object_score: jax.Array, eligible: jax.Array
+    ) -> tuple[jax.Array, jax.Array, Any]:
+        """With pathways, on rows = B * num_pathways: which row each row continues and which
+        multimask candidate it takes.
+
+        Args:
+          state: the per-row policy state of the expanded bank.
+          candidate_ious: (rows, 3) predicted IoUs of each row's candidates.
+          object_score: (rows,) object score logits.
+          eligible: (rows,) bool, rows whose candidates may be chosen (tracked, not prompted,
+            multimask); equal within an object.
+
+        Returns:
+          parent (rows,) int32 row each row continues (its own where not eligible),
+          candidate (rows,) int32 in 0..2, or -1 to keep the parent's own output, and the
+          per-row state gathered from the parents and updated.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps one pathway per object")
 
     def binarize_memory(self, state: Any, step: StepScores, frame_idx: jax.Array) -> Any:
         """None, or (B,) bool: frames whose memory is encoded from the binarized mask (as

@@ -46,6 +46,9 @@ class MemorySelection:
       recent_ptr_pos: (B, P) float32.
       max_ptrs: () int32, min(num_frames, max_obj_ptrs_in_encoder); positions are divided
         by max_ptrs - 1 before the sine encoding. Traced: the video length is never static.
+      memory_key_scale: optional (B, K + R) float32 factor on the attention keys (memory +
+        position) of each spatial memory's tokens (SAM2Long's modulation); None: 1.
+      ptr_key_scale: optional (B, K + P) float32, the same for each pointer's tokens.
     """
 
     cond_mem_valid: jax.Array
@@ -57,6 +60,8 @@ class MemorySelection:
     recent_ptr_valid: jax.Array
     recent_ptr_pos: jax.Array
     max_ptrs: jax.Array
+    memory_key_scale: jax.Array | None = None
+    ptr_key_scale: jax.Array | None = None
 
 
 def recent_position(

@@ -99,6 +99,12 @@ def _step(
       (memory_features are zeros), as the reference's interactive decoding does.
     """
     cfg = m.config
+    paths, objects = policy.num_pathways, bank
+    if policy.has_pathways:  # each object's pathways as consecutive rows: B -> B * paths
+        bank = policy.expand(bank)
+        prompts, track, is_init_cond, prev_logits = jax.tree.map(
+            lambda x: jnp.repeat(x, paths, axis=0), (prompts, track, is_init_cond, prev_logits)
+        )
     b = prompts.num_points.shape[0]
     feat = features["vision_features"]  # (1, h, w, C)
     _, h, w, c = feat.shape
@@ -136,6 +142,7 @@ def _step(
         point_valid=point_valid,
         appear_threshold=policy.object_score_threshold,
         choose=policy.mask_chooser(bank.policy_state, cfg.image_size),
+        candidate_pointers=policy.has_pathways,
     )
     low_res = heads.low_res_masks[..., 0]  # (B, 4h, 4w)
     score = heads.object_score_logits[:, 0]
@@ -163,14 +170,30 @@ def _step(
         iou = jnp.where(use, 1.0, iou)
         multimask = multimask & ~use
 
+    candidates, candidate_ious = heads.low_res_multimasks, heads.ious
+    if policy.has_pathways:
+        eligible = active & ~has_prompt & multimask
+        parent, pick, state = policy.choose_pathways(
+            bank.policy_state, candidate_ious, score, eligible
+        )
+        bank = jax.tree.map(lambda x: x[parent], bank.replace(policy_state=None))
+        bank = bank.replace(policy_state=state)
+        low_res, score, obj_ptr, iou = low_res[parent], score[parent], obj_ptr[parent], iou[parent]
+        candidates, candidate_ious = candidates[parent], candidate_ious[parent]
+        take, j = pick >= 0, jnp.maximum(pick, 0)
+        rows = jnp.arange(b)
+        low_res = jnp.where(take[:, None, None], candidates[rows, :, :, j], low_res)
+        iou = jnp.where(take, candidate_ious[rows, j], iou)
+        obj_ptr = jnp.where(take[:, None], heads.candidate_obj_ptrs[parent, j], obj_ptr)
+
     if encode_memory:
         scores = StepScores(
             iou=iou.astype(jnp.float32),
             object_score=score.astype(jnp.float32),
             mask_logits=low_res.astype(jnp.float32),
             multimask=multimask,
-            candidates=heads.low_res_multimasks,
-            candidate_ious=heads.ious,
+            candidates=candidates,
+            candidate_ious=candidate_ious,
         )
         chosen = policy.binarize_memory(bank.policy_state, scores, frame_idx)
         scores = scores._replace(binarized=chosen)  # the write reads the decision back
@@ -193,6 +216,9 @@ def _step(
         active=active,
         overflow=overflow,
     )
+    if policy.has_pathways:  # back to B objects; each object's first row leads
+        bank = policy.collapse(bank, objects) if encode_memory else objects
+        outputs = jax.tree.map(lambda x: x[::paths], outputs)
     return bank, outputs
 
 

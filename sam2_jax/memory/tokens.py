@@ -95,6 +95,14 @@ def memory_sequence(
 
     memory = jnp.concatenate([features, ptr_tokens], axis=1)
     memory_pos = jnp.concatenate([features_pos, ptr_tokens_pos.astype(features_pos.dtype)], 1)
+    if sel.memory_key_scale is not None:
+        # keys are memory + memory_pos, values memory: scaling the keys alone is a position
+        # term of scale * (memory + pos) - memory
+        scale = jnp.concatenate(
+            [jnp.repeat(sel.memory_key_scale, hw, axis=1), jnp.repeat(sel.ptr_key_scale, split, 1)],
+            axis=1,
+        )[..., None].astype(memory.dtype)  # (B, N, 1)
+        memory_pos = scale * (memory + memory_pos) - memory
     key_mask = jnp.concatenate([features_valid, ptr_tokens_valid], axis=1)
     n_spatial, n_total = (k + r) * hw, memory.shape[1]
     rope_mask = (np.arange(n_total) < n_spatial)[None]

@@ -113,6 +113,7 @@ class SAM2(nn.Module):
         point_valid: jax.Array | None = None,
         appear_threshold: float = 0.0,
         choose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        candidate_pointers: bool = False,
     ) -> SAMHeadsOutput:
         """Prompt encoder + mask decoder + object pointer (reference `_forward_sam_heads`).
 
@@ -137,6 +138,8 @@ class SAM2(nn.Module):
             of the decoder's attention.
           appear_threshold, choose: `select_outputs`' (the object-score threshold of "present"
             and a replacement for the best-IoU choice among multimask candidates).
+          candidate_pointers: static; also return each multimask candidate's object pointer
+            (`SAMHeadsOutput.candidate_obj_ptrs`).
 
         Returns:
           SAMHeadsOutput. Masks of objects whose score is <= 0 are NO_OBJ_SCORE everywhere, and
@@ -185,6 +188,14 @@ class SAM2(nn.Module):
         high_res_multimasks = upsample_bilinear(chosen.low_res_multimasks, (size, size))
         high_res_masks = upsample_bilinear(chosen.low_res_mask, (size, size))
         obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(chosen.token), chosen.appearing)
+        candidate_obj_ptrs = None
+        if candidate_pointers:
+            if decoder.use_multimask_token_for_obj_ptr:
+                candidate_tokens = tokens[:, 1:]  # (B, 3, C)
+            else:
+                candidate_tokens = jnp.repeat(tokens[:, :1], 3, axis=1)
+            ptrs = self.obj_ptr_proj(candidate_tokens)  # (B, 3, C)
+            candidate_obj_ptrs = self._gate_obj_ptr(ptrs, chosen.appearing[:, :, None])
         return SAMHeadsOutput(
             chosen.low_res_multimasks,
             high_res_multimasks,
@@ -194,6 +205,7 @@ class SAM2(nn.Module):
             obj_ptr,
             object_score_logits,
             chosen.iou,
+            candidate_obj_ptrs,
         )
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, is_obj_appearing: jax.Array) -> jax.Array:

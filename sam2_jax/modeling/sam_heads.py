@@ -29,6 +29,8 @@ class SAMHeadsOutput(NamedTuple):
     With a static multimask flag K is 3 (True) or 1 (False). With a per-object (B,) flag
     K = 3: an object's candidates where its flag is set, else its single mask followed by
     two all-zero slots (IoUs 0), the layout of the reference trainer's outputs.
+    `candidate_obj_ptrs` are the pointers of the three multimask candidates (a search over
+    candidates, e.g. SAM2Long's pathways, continues from any of them).
     """
 
     low_res_multimasks: jax.Array  # (B, 4h, 4w, K)
@@ -39,6 +41,8 @@ class SAMHeadsOutput(NamedTuple):
     obj_ptr: jax.Array  # (B, C)
     object_score_logits: jax.Array  # (B, 1)
     iou: jax.Array  # (B, 1): predicted IoU of the selected mask
+    # (B, 3, C) each multimask candidate's object pointer, when asked for (else None)
+    candidate_obj_ptrs: jax.Array | None = None
 
 
 class HeadsSelection(NamedTuple):

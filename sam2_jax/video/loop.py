@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
-from sam2_jax.memory.bank import MemoryBank, has_conditioning, write_recent
+from sam2_jax.memory.bank import NO_FRAME, MemoryBank, has_conditioning, write_recent
 from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
 from sam2_jax.memory.selection import recent_position
 from sam2_jax.memory.step import StepOutput, _step
@@ -227,17 +227,20 @@ def reverse_bank(
     mem_rank = jnp.where(seed.recent_valid & (reads > 0), reads, 2**30)
     ptr_rank = jnp.where(seed.ptr_valid, jnp.abs(seed.ptr_frame - start), 2**30)
 
-    def take(x, order):
-        return jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), 1)
+    def take(x, order, slots):
+        x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), 1)
+        # a seed with fewer slots than the policy's ring: empty slots after its memories
+        pad = [(0, 0), (0, slots - order.shape[1])] + [(0, 0)] * (x.ndim - 2)
+        return jnp.pad(x, pad, constant_values=NO_FRAME if x.dtype == jnp.int32 else 0)
 
-    mem = jnp.argsort(mem_rank, axis=1)[:, :r]  # (B, R)
-    ptr = jnp.argsort(ptr_rank, axis=1)[:, :p]  # (B, P)
+    mem = jnp.argsort(mem_rank, axis=1)[:, :r]  # (B, min(R, seed slots))
+    ptr = jnp.argsort(ptr_rank, axis=1)[:, :p]  # (B, min(P, seed slots))
     return bank.replace(
-        recent_features=take(seed.recent_features, mem),
-        recent_frame=take(seed.recent_frame, mem),
-        recent_valid=take(seed.recent_valid & (reads > 0), mem),
-        ptr=take(seed.ptr, ptr),
-        ptr_frame=take(seed.ptr_frame, ptr),
-        ptr_valid=take(seed.ptr_valid, ptr),
+        recent_features=take(seed.recent_features, mem, r),
+        recent_frame=take(seed.recent_frame, mem, r),
+        recent_valid=take(seed.recent_valid & (reads > 0), mem, r),
+        ptr=take(seed.ptr, ptr, p),
+        ptr_frame=take(seed.ptr_frame, ptr, p),
+        ptr_valid=take(seed.ptr_valid, ptr, p),
         policy_state=memory_policy.init_state(bank.num_objects),  # a new pass starts afresh
     )

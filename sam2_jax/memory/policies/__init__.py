@@ -1,5 +1,5 @@
-"""Memory policies by name: `get_policy("reference" | "samurai" | "sam3" | "dam4sam",
-**options)`."""
+"""Memory policies by name: `get_policy("reference" | "samurai" | "sam3" | "dam4sam" |
+"sam2long", **options)`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sam2_jax.memory.policies.dam4sam import Dam4SamPolicy
 from sam2_jax.memory.policies.gated import GatedPolicy
+from sam2_jax.memory.policies.sam2long import Sam2LongPolicy
 from sam2_jax.memory.policies.sam3 import Sam3Policy
 from sam2_jax.memory.policies.samurai import SamuraiPolicy
 from sam2_jax.memory.policy import MemoryPolicy, ReferencePolicy
@@ -16,6 +17,7 @@ POLICIES: dict[str, Callable[..., MemoryPolicy]] = {
     "samurai": SamuraiPolicy,
     "sam3": Sam3Policy,
     "dam4sam": Dam4SamPolicy,
+    "sam2long": Sam2LongPolicy,
 }
 
 
@@ -40,6 +42,7 @@ __all__ = [
     "Dam4SamPolicy",
     "GatedPolicy",
     "as_policy",
+    "Sam2LongPolicy",
     "Sam3Policy",
     "SamuraiPolicy",
     "get_policy",
