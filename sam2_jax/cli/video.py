@@ -301,6 +301,7 @@ def add_parser(commands) -> None:
         choices=sorted(POLICIES),
         help="what each frame reads from the memory and writes into it: SAM 2's rule "
         "(reference), SAMURAI's motion-aware memory (samurai), SAM 3's memory selection "
-        "(sam3), DAM4SAM's distractor-aware memory (dam4sam)",
+        "(sam3), DAM4SAM's distractor-aware memory (dam4sam), SAM2Long's memory tree "
+        "(sam2long: 3 pathways per object)",
     )
     cmd.set_defaults(run=track_video)

@@ -78,7 +78,9 @@ def add_parser(commands) -> None:
     add_model_arguments(cmd)
     cmd.add_argument("--out", required=True, help="output directory (created; must be empty)")
     add_overwrite_argument(cmd, RESULTS)
-    cmd.add_argument("--policies", default="reference,samurai,sam3,dam4sam", help="comma-separated")
+    cmd.add_argument(
+        "--policies", default="reference,samurai,sam3,dam4sam,sam2long", help="comma-separated"
+    )
     cmd.add_argument(
         "--sets", default="occlusion,distractors,fast_motion,long", help="comma-separated"
     )
