@@ -12,6 +12,7 @@ from bench import (
     flops,
     image_encoder,
     image_predictor,
+    training_step,
     video,
     video_session,
 )
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "video": video.run_all,
     "video_session": video_session.run_all,
     "flops": lambda repeats: flops.run(repeats=repeats),
+    "training_step": lambda repeats: [training_step.run(repeats)],
     "automatic_mask_generator": lambda repeats: [
         automatic_mask_generator.run("sam2.1_hiera_t", 1024, repeats)
     ],
