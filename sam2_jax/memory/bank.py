@@ -18,6 +18,7 @@ Leading axis B everywhere = objects (each tracked independently, as the referenc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -100,6 +101,23 @@ def empty_bank(
         ptr_valid=jnp.zeros((b, num_ptrs), bool),
         policy_state=policy_state,
     )
+
+
+COND_FIELDS = ("cond_features", "cond_obj_ptr", "cond_frame", "cond_valid")
+RING_FIELDS = ("recent_features", "recent_frame", "recent_valid", "ptr", "ptr_frame", "ptr_valid")
+
+
+def map_slots(
+    bank: MemoryBank,
+    cond: Callable[[jax.Array], jax.Array],
+    ring: Callable[[jax.Array], jax.Array],
+    policy_state: Any,
+) -> MemoryBank:
+    """`bank` with `cond` applied to each conditioning-slot array, `ring` to each recent-ring
+    array (memories and pointers), and `policy_state` in place of its policy state."""
+    fields = {name: cond(getattr(bank, name)) for name in COND_FIELDS}
+    fields.update({name: ring(getattr(bank, name)) for name in RING_FIELDS})
+    return MemoryBank(**fields, policy_state=policy_state)
 
 
 def has_conditioning(bank: MemoryBank) -> jax.Array:

@@ -68,6 +68,10 @@ class GatedPolicy(MemoryPolicy):
     stride: int = 1
     gate_pointers: bool = False
 
+    def __post_init__(self):
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+
     @property
     def cap(self) -> int:
         """How many gated frames the walk keeps."""

@@ -46,7 +46,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.memory.bank import MemoryBank
+from sam2_jax.memory.bank import MemoryBank, map_slots
 from sam2_jax.memory.policies.gated import GatedPolicy, GateFlags
 from sam2_jax.memory.policy import StepScores
 from sam2_jax.memory.selection import MemorySelection
@@ -108,10 +108,9 @@ class Sam2LongPolicy(GatedPolicy):
     gate_pointers: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if self.pathways < 1:
             raise ValueError(f"pathways must be >= 1, got {self.pathways}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
 
     @property
     def num_pathways(self) -> int:
@@ -170,19 +169,7 @@ class Sam2LongPolicy(GatedPolicy):
         def cond(x: jax.Array) -> jax.Array:  # (B, K, ...) -> (B * P, K, ...)
             return jnp.repeat(x, paths, axis=0)
 
-        return MemoryBank(
-            cond_features=cond(bank.cond_features),
-            cond_obj_ptr=cond(bank.cond_obj_ptr),
-            cond_frame=cond(bank.cond_frame),
-            cond_valid=cond(bank.cond_valid),
-            recent_features=ring(bank.recent_features),
-            recent_frame=ring(bank.recent_frame),
-            recent_valid=ring(bank.recent_valid),
-            ptr=ring(bank.ptr),
-            ptr_frame=ring(bank.ptr_frame),
-            ptr_valid=ring(bank.ptr_valid),
-            policy_state=jax.tree.map(own_or_first, bank.policy_state.rows),
-        )
+        return map_slots(bank, cond, ring, jax.tree.map(own_or_first, bank.policy_state.rows))
 
     def collapse(self, rows: MemoryBank, bank: MemoryBank) -> MemoryBank:
         b, paths = bank.num_objects, self.pathways
@@ -194,19 +181,7 @@ class Sam2LongPolicy(GatedPolicy):
             return x[::paths]
 
         state = jax.tree.map(lambda x: x.reshape(b, paths, *x.shape[1:]), rows.policy_state)
-        return MemoryBank(
-            cond_features=lead(rows.cond_features),
-            cond_obj_ptr=lead(rows.cond_obj_ptr),
-            cond_frame=lead(rows.cond_frame),
-            cond_valid=lead(rows.cond_valid),
-            recent_features=ring(rows.recent_features),
-            recent_frame=ring(rows.recent_frame),
-            recent_valid=ring(rows.recent_valid),
-            ptr=ring(rows.ptr),
-            ptr_frame=ring(rows.ptr_frame),
-            ptr_valid=ring(rows.ptr_valid),
-            policy_state=PathwayState(rows=state, split=jnp.ones((b,), bool)),
-        )
+        return map_slots(rows, lead, ring, PathwayState(rows=state, split=jnp.ones((b,), bool)))
 
     def choose_pathways(
         self, state: PathwayRow, candidate_ious: jax.Array, object_score: jax.Array, eligible

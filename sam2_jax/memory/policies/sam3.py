@@ -38,10 +38,6 @@ class Sam3Policy(GatedPolicy):
     skip_start: int = 1
     gate_pointers: bool = True
 
-    def __post_init__(self):
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-
     def gate(self, step: StepScores, state: Any) -> jax.Array:
         del state
         return memory_score(step.object_score, step.iou) > self.threshold
