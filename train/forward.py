@@ -241,7 +241,9 @@ def training_forward(
         mem_dim=config.mem_dim,
         hidden_dim=config.d_model,
         cond_capacity=min(cfg.max_cond_frames, t),
-        num_recent=config.num_maskmem - 1,
+        # a clip of t frames, one of them at least conditioning, writes <= t - 1 recent
+        # memories: a larger ring would only add masked keys to every frame's attention
+        num_recent=max(min(config.num_maskmem - 1, t - 1), 1),
         num_ptrs=max(min(t, config.max_obj_ptrs_in_encoder) - 1, 1),
         dtype=jnp.float32,
         policy_state=memory_policy.init_state(n),

@@ -42,18 +42,31 @@ class LossConfig:
     focal_gamma_obj_score: float = 0.0
 
 
+def _sigmoid_and_log1p_exp(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """sigmoid(x) and log(1 + exp(-|x|)) from one exponential (the elementwise loss terms run
+    over every pixel of every candidate of every step: 3 transcendentals -> 2)."""
+    e = jnp.exp(-jnp.abs(logits))
+    prob = jnp.where(logits >= 0, 1.0, e) / (1.0 + e)
+    return prob, jnp.log1p(e)
+
+
 def sigmoid_focal_loss(
-    logits: jax.Array, targets: jax.Array, alpha: float = 0.25, gamma: float = 2.0
+    logits: jax.Array,
+    targets: jax.Array,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    parts: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """Elementwise focal loss (RetinaNet), unreduced.
 
     Args:
       logits, targets: same shape; targets in {0, 1} (float).
       alpha: weight of positives (1 - alpha for negatives); < 0 disables the weighting.
+      parts: `_sigmoid_and_log1p_exp(logits)` when the caller has it already.
     """
-    prob = jax.nn.sigmoid(logits)
+    prob, log1p_exp = _sigmoid_and_log1p_exp(logits) if parts is None else parts
     # BCE with logits, stable form: max(x, 0) - x y + log(1 + exp(-|x|)).
-    ce = jnp.maximum(logits, 0.0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    ce = jnp.maximum(logits, 0.0) - logits * targets + log1p_exp
     p_t = prob * targets + (1.0 - prob) * (1.0 - targets)
     loss = ce * (1.0 - p_t) ** gamma if gamma != 0 else ce
     if alpha >= 0:
@@ -76,8 +89,10 @@ def multimask_losses(
     """
     logits = logits.astype(jnp.float32)
     y = targets.astype(jnp.float32)[..., None]  # (N, H, W, 1), broadcast over M
-    focal = sigmoid_focal_loss(logits, y, cfg.focal_alpha, cfg.focal_gamma).mean(axis=(1, 2))
-    prob = jax.nn.sigmoid(logits)
+    parts = _sigmoid_and_log1p_exp(logits)
+    focal = sigmoid_focal_loss(logits, y, cfg.focal_alpha, cfg.focal_gamma, parts)
+    focal = focal.mean(axis=(1, 2))
+    prob = parts[0]
     numerator = 2.0 * (prob * y).sum(axis=(1, 2))  # (N, M)
     denominator = prob.sum(axis=(1, 2)) + y.sum(axis=(1, 2))
     dice = 1.0 - (numerator + 1.0) / (denominator + 1.0)

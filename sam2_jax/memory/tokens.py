@@ -143,7 +143,9 @@ def condition_on_memory(
     queries_pos = jnp.broadcast_to(pos, (b, h, w, c)).reshape(b, h * w, c)
     batched = (queries, queries_pos, memory, memory_pos, key_mask)
     fixed = dict(rope_mask=rope_mask, rope_index=rope_index, deterministic=deterministic)
-    if deterministic:  # no dropout stream to split: objects one at a time on CPU
+    # objects one at a time on CPU where there is no dropout stream to split and no backward
+    # pass to run through the loop (training differentiates the batch)
+    if deterministic and not training:
         out = call_per_object(m.memory_attention, *batched, **fixed)
     else:
         out = m.memory_attention(*batched, **fixed)
