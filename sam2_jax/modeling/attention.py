@@ -51,8 +51,9 @@ def dot_product_attention(
         `scaled_dot_product_attention(dropout_p=...)`); applied only when `dropout_rng` is given.
       dropout_rng: PRNG key for that dropout; None means deterministic.
       key_block: optional static block of keys that padding fills whole (a memory frame's
-        tokens, rounded up to >= 1024): with a key_mask on CPU the blocked path runs with
-        blocks of this size, so the masked blocks (empty bank slots) cost nothing.
+        tokens, rounded up to >= 1024): with a key_mask on CPU and >= 1024 queries the
+        blocked path runs with blocks of this size, so the masked blocks (empty bank slots)
+        cost nothing.
 
     Returns:
       (B, Nq, H, Dv) in q's dtype.
