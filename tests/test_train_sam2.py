@@ -55,3 +55,26 @@ def test_smoke_config_trains_sam2(tmp_path):
     trained = jax.tree.leaves(jax.device_get(out["state"].params))
     for a, b in zip(jax.tree.leaves(model.params), trained, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_bfloat16_compute_runs_the_clip_objective(tmp_path):
+    """bfloat16 activations (the trainer's default `compute_dtype`) through the whole clip
+    objective: the decoder's and the mask-prompt branch's outputs, and the frame with and
+    without memory, must agree in dtype for the step's conds; params stay float32."""
+    cfg = dataclasses.replace(
+        load_config("default_model:video"),
+        image_size=64,
+        batch_size=1,
+        steps=2,
+        compute_dtype="bfloat16",
+        init_checkpoint=None,
+        data_options=(("video_frames", 4), ("num_workers", 0), ("num_threads", 0)),
+        workdir=str(tmp_path),
+        mesh=MeshConfig(data=1),
+        log_every=1,
+    )
+    out = train(cfg, devices=jax.devices()[:1], log=print)
+    curve = [m["loss"] for _, m in out["history"]]
+    assert len(curve) == 2 and np.isfinite(curve).all(), curve
+    dtypes = {x.dtype for x in jax.tree.leaves(out["state"].params)}
+    assert dtypes == {np.dtype(np.float32)}, dtypes

@@ -93,6 +93,14 @@ class _Heads(NamedTuple):
     iou: jax.Array  # (N,) predicted IoU of the selected mask
     num_masks: jax.Array  # () int32
 
+    def in_float32(self) -> _Heads:
+        """Float fields in float32 whatever the compute dtype: the loss reads them, the
+        branches of a step's conds must agree, and the bank stores float32."""
+        return jax.tree.map(
+            lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            self,
+        )
+
 
 def _decode(
     m: SAM2,
@@ -125,14 +133,14 @@ def _decode(
     num_masks = jnp.where(multimask, NUM_CANDIDATES, 1).astype(jnp.int32)
     return _Heads(
         out.low_res_multimasks,
-        out.ious.astype(jnp.float32),
+        out.ious,
         out.low_res_masks,
         out.high_res_masks,
         out.obj_ptr,
         out.object_score_logits,
-        out.iou[:, 0].astype(jnp.float32),
+        out.iou[:, 0],
         num_masks,
-    )
+    ).in_float32()
 
 
 def _mask_as_output(
@@ -152,7 +160,7 @@ def _mask_as_output(
         out.object_score_logits,
         out.iou[:, 0],
         jnp.asarray(1, jnp.int32),
-    )
+    ).in_float32()
 
 
 def _features_in_order(features: dict, order: jax.Array) -> tuple[jax.Array, ...]:
@@ -272,7 +280,8 @@ def training_forward(
             return apply(attend, rng=jax.random.fold_in(k_drop, frame))
 
         def without_memory(_):
-            return raw + variables["params"]["no_mem_embed"].reshape(1, 1, 1, -1)
+            no_mem = variables["params"]["no_mem_embed"].reshape(1, 1, 1, -1)
+            return (raw + no_mem).astype(raw.dtype)  # float32 params: keep the compute dtype
 
         pix_feat = jax.lax.cond(is_init, without_memory, with_memory, None)
 
