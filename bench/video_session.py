@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 
+import jax.numpy as jnp
 import numpy as np
 import torch
 
@@ -24,8 +25,19 @@ CLICKS = [(0.45, 0.6), (0.2, 0.3), (0.7, 0.3), (0.3, 0.8), (0.8, 0.75), (0.55, 0
           (0.1, 0.55), (0.9, 0.5)]  # fmt: skip
 
 
-def run(variant: str, image_size: int, num_frames: int, num_objects: int, repeats: int) -> dict:
+def run(
+    variant: str,
+    image_size: int,
+    num_frames: int,
+    num_objects: int,
+    repeats: int,
+    dtype: str = "float32",
+) -> dict:
+    """`dtype` "bfloat16": ours with bfloat16 activations and products, the reference under
+    `torch.autocast("cpu", torch.bfloat16)` (its products in bfloat16 too)."""
     predictor, module, variables = _models(variant, image_size)
+    module = module.clone(dtype=jnp.dtype(dtype))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     # hole filling off on both: the reference's needs its CUDA extension (on CPU it skips it)
     predictor.fill_hole_area = 0
     ours = SAM2VideoPredictor(
@@ -46,7 +58,7 @@ def run(variant: str, image_size: int, num_frames: int, num_objects: int, repeat
             return {f: np.asarray(m) > 0 for f, _, m in ours.propagate_in_video(o_state)}
 
         def reference_call() -> dict:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 predictor.reset_state(t_state)
                 for obj in range(num_objects):
                     predictor.add_new_points_or_box(
@@ -61,7 +73,10 @@ def run(variant: str, image_size: int, num_frames: int, num_objects: int, repeat
         )
         mine, theirs = ours_call(), reference_call()
         agreement = min(float((mine[f] == theirs[f]).mean()) for f in theirs)
-    title = f"video session {variant} @ {image_size}, {num_frames} frames, {num_objects} object(s)"
+    title = (
+        f"video session {variant} @ {image_size}, {num_frames} frames, {num_objects} object(s), "
+        f"{dtype}"
+    )
     result = print_comparison(title, timings["ours"], timings["reference"])
     result["speedup_reference_over_ours"] = timings["reference"].median_s / timings["ours"].median_s
     result["worst_frame_mask_agreement"] = agreement
@@ -142,8 +157,9 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="the memory-vs-length run")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
     if args.memory:
         run_memory()
     else:
-        run("sam2.1_hiera_t", args.size, args.frames, args.objects, args.repeats)
+        run("sam2.1_hiera_t", args.size, args.frames, args.objects, args.repeats, args.dtype)

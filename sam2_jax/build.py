@@ -8,6 +8,7 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from sam2_jax.config import ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
@@ -15,6 +16,7 @@ from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
 # The bundled default model (a converted directory, `sam2.1_hiera_nano` at 96 px), trained from
 # scratch on synthetic moving shapes; its MODEL_CARD.md says how and how well.
 DEFAULT_MODEL_DIR = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,6 +49,7 @@ def build_sam2(
     *,
     image_size: int | None = None,
     seed: int = 0,
+    compute_dtype: str = "float32",
 ) -> SAM2Model:
     """Builds SAM 2 with weights from a checkpoint, or randomly initialised without one.
 
@@ -64,24 +67,33 @@ def build_sam2(
       image_size: square input size, a multiple of 32 (default: the converted checkpoint's,
         else 1024). Weights do not depend on it.
       seed: PRNG seed of the random init (unused with a checkpoint).
+      compute_dtype: "float32" (the reference's precision on CPU), or "bfloat16": activations
+        and matrix products in bfloat16 with float32 accumulation (params stay float32;
+        softmax, normalization and the outputs float32), ~1.4x faster on CPUs with AMX.
 
     Raises:
+      ValueError: an unknown compute_dtype.
       FileNotFoundError, CheckpointFormatError, CheckpointMismatchError: from
         `sam2_jax.convert.checkpoint_io.load_checkpoint`; the last names the expected config.
     """
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"compute_dtype={compute_dtype!r}: must be one of {', '.join(COMPUTE_DTYPES)}"
+        )
+    dtype = jnp.dtype(compute_dtype)
     if checkpoint is None and config_name is None:
         checkpoint = default_model_dir()
     if checkpoint is None:
         config = get_config(config_name, image_size=image_size)
-        module = SAM2(config)
-        params = quick_random_params(module, seed)
-        return SAM2Model(config, module, params, random_weights=True)
+        params = quick_random_params(SAM2(config), seed)
+        return SAM2Model(config, SAM2(config, dtype=dtype), params, random_weights=True)
 
     from sam2_jax.convert.checkpoint_io import load_checkpoint
 
     config, params = load_checkpoint(checkpoint, config_name, image_size=image_size)
     params = jax.device_put(params)
-    return SAM2Model(config, SAM2(config), params, checkpoint=os.fspath(checkpoint))
+    module = SAM2(config, dtype=dtype)
+    return SAM2Model(config, module, params, checkpoint=os.fspath(checkpoint))
 
 
 def default_model_dir() -> pathlib.Path:

@@ -136,26 +136,41 @@ def test_dispatch_uses_blocked_path_for_long_sequences_on_cpu(monkeypatch):
     assert _rel(out, expected) <= TOLERANCE
 
 
-@pytest.mark.parametrize("platform", ["cpu", "cuda", "tpu"])
-def test_inputs_keep_their_dtype_except_on_cpu(platform):
-    """bfloat16 attention lowered for an accelerator multiplies bfloat16 operands (what fused
-    kernels take; scores and softmax are float32), for CPU float32 ones; the program exported
-    for one platform holds only that platform's branch."""
+def _products(platform: str, dtype) -> list[tuple[str, str]]:
+    """(operand types, result type) of each dot in `dot_product_attention` lowered for
+    `platform` with `dtype` inputs, and that its output keeps that dtype."""
     from jax import export
 
-    q, k, v = (a.astype(jnp.bfloat16) for a in _inputs())
+    q, k, v = (a.astype(dtype) for a in _inputs())
 
     def fn(q, k, v, key_mask):
         return attention.dot_product_attention(q, k, v, key_mask=key_mask)
 
     exported = export.export(jax.jit(fn), platforms=(platform,))(q, k, v, _mask())
-    dots = [
-        line.split(" : (")[1].split(") -> ")[0]  # the operand types
+    assert exported.out_avals[0].dtype == dtype
+    return [
+        tuple(line.split(" : (")[1].split(" loc(")[0].split(") -> "))  # operands, result
         for line in exported.mlir_module().splitlines()
         if "= stablehlo.dot_general" in line
     ]
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda", "tpu"])
+def test_bfloat16_operands_on_every_platform(platform):
+    """bfloat16 attention multiplies bfloat16 operands on every platform (what fused
+    accelerator kernels take, and what has a fast path on CPU: there with float32 results, as
+    that path needs); the program exported for one platform holds only that platform's
+    branch."""
+    dots = _products(platform, jnp.bfloat16)
     assert len(dots) == 2, dots  # scores and values, one branch
-    operand = "xf32>" if platform == "cpu" else "xbf16>"
-    for types in dots:
-        assert types.count(operand) == 2, (platform, types)
-    assert exported.out_avals[0].dtype == jnp.bfloat16
+    for operands, result in dots:
+        assert operands.count("xbf16>") == 2, (platform, dots)
+        assert platform != "cpu" or result.endswith("xf32>"), dots
+
+
+def test_float16_is_computed_in_float32_on_cpu():
+    """float16 products have no fast path on CPU: there the attention runs in float32."""
+    dots = _products("cpu", jnp.float16)
+    assert len(dots) == 2, dots
+    for operands, result in dots:
+        assert operands.count("xf32>") == 2 and result.endswith("xf32>"), dots

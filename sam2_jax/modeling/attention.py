@@ -17,6 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.matmul import einsum
 from sam2_jax.modeling.platform import per_platform
 
 # Sequences at least this long (queries and keys) take the blocked path on CPU.
@@ -66,7 +67,8 @@ def dot_product_attention(
         dropout_rate, dropout_rng = 0.0, None
 
     def on_cpu(q, k, v, key_mask, dropout_rng):
-        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+        if dtype != jnp.bfloat16:  # bfloat16 products have a fast path there (`matmul`)
+            q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
         nq = q.shape[1]
         skip_blocks = key_block is not None and key_mask is not None and nk > key_block
         if skip_blocks and nq >= _SKIP_MIN_QUERIES:
@@ -75,6 +77,8 @@ def dot_product_attention(
             )
         elif min(nq, nk) >= _BLOCKED_MIN_TOKENS:
             out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
+        elif dtype == jnp.bfloat16:  # products with float32 results (the fused op's are not)
+            out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
         else:
             out = _unblocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
         return out.astype(dtype)
@@ -129,7 +133,7 @@ def _plain_attention(
     probs = jax.nn.softmax(scores, axis=-1)
     if dropout_rng is not None:
         probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+    return einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
 
 def _pad_axis1(x: jax.Array, multiple: int) -> jax.Array:
@@ -177,7 +181,7 @@ def _blocked_attention(
         def tile(carry, kv):
             running_max, running_sum, acc = carry
             k_blk, v_blk, valid_blk, k_index = kv
-            scores = jnp.einsum("bqhd,bkhd->bhqk", q_blk, k_blk)
+            scores = jnp.einsum("bqhd,bkhd->bhqk", q_blk, k_blk, preferred_element_type=jnp.float32)
             scores = jnp.where(valid_blk[:, None, None, :], scores, -jnp.inf)
             new_max = jnp.maximum(running_max, scores.max(axis=-1))  # (B, H, qb)
             safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
@@ -189,7 +193,13 @@ def _blocked_attention(
             if dropout_rng is not None:
                 rng = jax.random.fold_in(dropout_rng, q_index * n_kblocks + k_index)
                 probs = probs * _dropout_keep(rng, dropout_rate, probs.shape)
-            acc = acc * correction[..., None] + jnp.einsum("bhqk,bkhd->bhqd", probs, v_blk)
+            values = jnp.einsum(
+                "bhqk,bkhd->bhqd",
+                probs.astype(v_blk.dtype),
+                v_blk,
+                preferred_element_type=jnp.float32,
+            )
+            acc = acc * correction[..., None] + values
             return new_max, running_sum, acc
 
         def step(carry, kv):

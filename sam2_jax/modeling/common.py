@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.matmul import Dense
+
 
 def gelu(x: jax.Array) -> jax.Array:
     """Exact (erf) GELU, as torch.nn.GELU(); jax.nn.gelu defaults to the tanh approximation."""
@@ -33,7 +35,7 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         dims = [self.hidden_dim] * (self.num_layers - 1) + [self.output_dim]
         for i, dim in enumerate(dims):
-            x = nn.Dense(dim, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layers_{i}")(x)
+            x = Dense(dim, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layers_{i}")(x)
             if i < self.num_layers - 1:
                 x = self.activation(x)
         if self.sigmoid_output:

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.matmul import einsum
 from sam2_jax.modeling.platform import per_platform
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -48,10 +49,10 @@ def _conv_as_matmul(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], p
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
     if (kh, kw) == (1, 1):
         x = x[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
-        return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
+        return einsum("bhwc,cd->bhwd", x, kernel[0, 0])
     if (kh, kw) == (sh, sw):  # non-overlapping patches: a reshape
         x = x[:, : ho * kh, : wo * kw].reshape(b, ho, kh, wo, kw, c_in)  # (B, ho, kh, wo, kw, C)
-        return jnp.einsum("bhiwjc,ijcd->bhwd", x, kernel)
+        return einsum("bhiwjc,ijcd->bhwd", x, kernel)
     patches = jnp.stack(
         [
             x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw]
@@ -60,7 +61,7 @@ def _conv_as_matmul(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], p
         ],
         axis=3,
     )  # (B, ho, wo, kh * kw, C_in), offsets row-major as the kernel's (kh, kw)
-    return jnp.einsum("bhwpc,pcd->bhwd", patches, kernel.reshape(kh * kw, c_in, c_out))
+    return einsum("bhwpc,pcd->bhwd", patches, kernel.reshape(kh * kw, c_in, c_out))
 
 
 def _depthwise_as_shifts(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
@@ -76,7 +77,10 @@ def _depthwise_as_shifts(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arr
 
 
 def _xla_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Pads):
-    return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DIMS)
+    out = jax.lax.conv_general_dilated(
+        x, kernel, strides, pads, dimension_numbers=_DIMS, preferred_element_type=jnp.float32
+    )  # accumulated in float32 (`matmul`)
+    return out.astype(jnp.result_type(x, kernel))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

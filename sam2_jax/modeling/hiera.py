@@ -12,6 +12,7 @@ from sam2_jax.modeling.attention import dot_product_attention
 from sam2_jax.modeling.common import MLP, DropPath, gelu, max_pool_2d
 from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.interpolation import resize_bicubic_torch
+from sam2_jax.modeling.matmul import Dense, einsum
 
 _LN_EPS = 1e-6  # the reference builds Hiera's LayerNorms with eps=1e-6
 
@@ -73,7 +74,7 @@ class QKVProjection(nn.Module):
         bias = bias.astype(dtype).reshape(3, self.num_heads, head_dim)
         x = x.astype(dtype)
         # (B, N, C) x (C, heads, hd) -> (B, N, heads, hd)
-        return tuple(jnp.einsum("bnc,chd->bnhd", x, kernel[:, i]) + bias[i] for i in range(3))
+        return tuple(einsum("bnc,chd->bnhd", x, kernel[:, i]) + bias[i] for i in range(3))
 
 
 class MultiScaleAttention(nn.Module):
@@ -97,7 +98,7 @@ class MultiScaleAttention(nn.Module):
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, head_dim)
         out = dot_product_attention(q, k, v).reshape(b, h, w, self.dim_out)
-        return nn.Dense(self.dim_out, dtype=self.dtype, name="proj")(out)
+        return Dense(self.dim_out, dtype=self.dtype, name="proj")(out)
 
 
 class MultiScaleBlock(nn.Module):
@@ -116,7 +117,7 @@ class MultiScaleBlock(nn.Module):
         x = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="norm1")(x)
         if spec.dim != spec.dim_out:
             # The shortcut projects the *normed* input and pools it over the whole map.
-            shortcut = nn.Dense(spec.dim_out, dtype=self.dtype, name="proj")(x)
+            shortcut = Dense(spec.dim_out, dtype=self.dtype, name="proj")(x)
             shortcut = max_pool_2d(shortcut, spec.q_stride)
 
         window = spec.window_size

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from sam2_jax.modeling.common import MLP, gelu
 from sam2_jax.modeling.conv import Conv
+from sam2_jax.modeling.matmul import Dense, einsum
 from sam2_jax.modeling.transformer import TwoWayTransformer
 
 _LN2D_EPS = 1e-6  # the reference's LayerNorm2d default
@@ -47,7 +48,7 @@ class ConvTranspose2x2(nn.Module):
         )
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.einsum("bhwc,cijo->bhiwjo", x, kernel)  # (B, h, 2, w, 2, out)
+        y = einsum("bhwc,cijo->bhiwjo", x, kernel)  # (B, h, 2, w, 2, out)
         return y.reshape(b, 2 * h, 2 * w, self.features) + bias
 
 
@@ -133,7 +134,7 @@ class MaskDecoder(nn.Module):
             if self.pred_obj_scores_mlp:
                 self.pred_obj_score_head = MLP(dim, 1, 3, dtype=dtype)
             else:
-                self.pred_obj_score_head = nn.Dense(1, dtype=dtype)
+                self.pred_obj_score_head = Dense(1, dtype=dtype)
 
     def project_high_res_features(
         self, feat_s0: jax.Array, feat_s1: jax.Array
@@ -205,7 +206,7 @@ class MaskDecoder(nn.Module):
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             axis=1,
         )  # (B, M, C/8)
-        masks = jnp.einsum("bmc,bhwc->bhwm", hyper_in, upscaled)  # (B, 4h, 4w, M)
+        masks = einsum("bmc,bhwc->bhwm", hyper_in, upscaled)  # (B, 4h, 4w, M)
 
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.pred_obj_scores:

@@ -24,6 +24,7 @@ import numpy as np
 
 from sam2_jax.modeling.attention import dot_product_attention
 from sam2_jax.modeling.common import layer_norm
+from sam2_jax.modeling.matmul import Dense
 from sam2_jax.modeling.rope import apply_rope, grid_side, rope_tables
 
 # (cos, sin), each (B or 1, N, head_dim / 2) float32
@@ -80,7 +81,7 @@ class RoPEAttention(nn.Module):
           (B, Nq, E).
         """
         dense = functools.partial(
-            nn.Dense, self.embedding_dim, dtype=self.dtype, param_dtype=self.param_dtype
+            Dense, self.embedding_dim, dtype=self.dtype, param_dtype=self.param_dtype
         )
         b, nq, nk = q.shape[0], q.shape[1], k.shape[1]
         head_dim = self.embedding_dim // self.num_heads
@@ -145,7 +146,7 @@ class MemoryAttentionLayer(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype)
         dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=deterministic)
 
         # Self-attention: no additive position encoding, RoPE only.

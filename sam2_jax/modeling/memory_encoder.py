@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from sam2_jax.modeling.common import gelu, layer_norm
 from sam2_jax.modeling.conv import Conv, DepthwiseConv
+from sam2_jax.modeling.matmul import Dense
 from sam2_jax.modeling.position_encoding import sine_position_encoding_2d
 
 
@@ -70,8 +71,8 @@ class CXBlock(nn.Module):
             self.dim, self.kernel_size, self.padding, dtype=self.dtype, name="dwconv"
         )(x)  # kernel (k, k, 1, dim)
         y = layer_norm(1e-6, "norm", self.dtype)(y)
-        y = gelu(nn.Dense(4 * self.dim, dtype=self.dtype, name="pwconv1")(y))
-        y = nn.Dense(self.dim, dtype=self.dtype, name="pwconv2")(y)
+        y = gelu(Dense(4 * self.dim, dtype=self.dtype, name="pwconv1")(y))
+        y = Dense(self.dim, dtype=self.dtype, name="pwconv2")(y)
         gamma = self.param("gamma", nn.initializers.constant(1e-6), (self.dim,))
         return x + gamma.astype(y.dtype) * y
 

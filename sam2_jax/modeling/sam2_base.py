@@ -19,6 +19,7 @@ from sam2_jax.modeling.conv import Conv
 from sam2_jax.modeling.image_encoder import ImageEncoder
 from sam2_jax.modeling.interpolation import downsample_bilinear_antialias, upsample_bilinear
 from sam2_jax.modeling.mask_decoder import MaskDecoder
+from sam2_jax.modeling.matmul import Dense
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
 from sam2_jax.modeling.prompt_encoder import PromptEncoder, padded_points_mask
@@ -71,7 +72,7 @@ class SAM2(nn.Module):
             else None
         )  # SAM 2.1: added to the spatial memory of frames where the object is absent
         self.obj_ptr_tpos_proj = (
-            nn.Dense(cfg.mem_dim, dtype=self.dtype) if cfg.proj_tpos_enc_in_obj_ptrs else None
+            Dense(cfg.mem_dim, dtype=self.dtype) if cfg.proj_tpos_enc_in_obj_ptrs else None
         )  # SAM 2.1: temporal sine encoding of pointers (d_model) -> mem_dim
 
     def forward_image(

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from sam2_jax.modeling.attention import dot_product_attention
 from sam2_jax.modeling.common import MLP
+from sam2_jax.modeling.matmul import Dense
 
 _LN_EPS = 1e-5  # torch.nn.LayerNorm default, used throughout the two-way transformer
 
@@ -47,14 +48,14 @@ class Attention(nn.Module):
         head_dim = self.internal_dim // self.num_heads
 
         def project(x: jax.Array, name: str) -> jax.Array:
-            x = nn.Dense(self.internal_dim, dtype=self.dtype, name=name)(x)
+            x = Dense(self.internal_dim, dtype=self.dtype, name=name)(x)
             return x.reshape(*x.shape[:2], self.num_heads, head_dim)  # (B, N, H, D)
 
         out = dot_product_attention(
             project(q, "q_proj"), project(k, "k_proj"), project(v, "v_proj"), key_mask=key_mask
         )
         out = out.reshape(*out.shape[:2], self.internal_dim)  # (B, Nq, H*D)
-        return nn.Dense(self.embedding_dim, dtype=self.dtype, name="out_proj")(out)
+        return Dense(self.embedding_dim, dtype=self.dtype, name="out_proj")(out)
 
 
 class TwoWayAttentionBlock(nn.Module):

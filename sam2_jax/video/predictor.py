@@ -251,6 +251,7 @@ def build_sam2_video_predictor(
     *,
     image_size: int | None = None,
     seed: int = 0,
+    compute_dtype: str = "float32",
     **kwargs,
 ) -> SAM2VideoPredictor:
     """`build_sam2` + `SAM2VideoPredictor` (hole filling of area 8 on, as the reference's
@@ -262,8 +263,11 @@ def build_sam2_video_predictor(
       checkpoint: reference `.pt`, Hugging Face checkpoint or converted directory; None with
         a config name draws random weights (`predictor.model.random_weights` is then True).
       image_size: model input side (default: the checkpoint's, else 1024).
+      compute_dtype: "float32" or "bfloat16" (see `build_sam2`).
       **kwargs: `SAM2VideoPredictor` options (fill_hole_area, non_overlap_masks,
         memory_policy, ...).
     """
-    model = build_sam2(config_name, checkpoint, image_size=image_size, seed=seed)
+    model = build_sam2(
+        config_name, checkpoint, image_size=image_size, seed=seed, compute_dtype=compute_dtype
+    )
     return SAM2VideoPredictor(model, **kwargs)
