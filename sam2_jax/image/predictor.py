@@ -81,7 +81,8 @@ def _decode(
             high_res_features=high_res,
             sparse_mask=token_mask,
         )
-        return jnp.moveaxis(low_res, -1, 1), iou  # (N, 4h, 4w, K) -> (N, K, 4h, 4w)
+        low_res = jnp.moveaxis(low_res, -1, 1)  # (N, 4h, 4w, K) -> (N, K, 4h, 4w)
+        return low_res.astype(jnp.float32), iou.astype(jnp.float32)  # whatever the compute dtype
 
     return module.apply(variables, method=decode)
 
