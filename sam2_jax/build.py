@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from sam2_jax.config import ModelConfig, get_config
 from sam2_jax.modeling.sam2_base import SAM2, quick_random_params
 
-# The bundled default model (a converted directory, `sam2.1_hiera_nano` at 96 px), trained from
+# The bundled default model (a converted directory, `sam2.1_hiera_nano` at 128 px), trained from
 # scratch on synthetic moving shapes; its MODEL_CARD.md says how and how well.
 DEFAULT_MODEL_DIR = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -54,7 +54,7 @@ def build_sam2(
     """Builds SAM 2 with weights from a checkpoint, or randomly initialised without one.
 
     `build_sam2()` with neither argument loads the bundled default model (`DEFAULT_MODEL_DIR`:
-    `sam2.1_hiera_nano` at 96 px, trained from scratch on synthetic moving shapes, not on real
+    `sam2.1_hiera_nano` at 128 px, trained from scratch on synthetic moving shapes, not on real
     images; see its MODEL_CARD.md).
 
     Args:

@@ -30,7 +30,7 @@ def test_default_model_is_small_float16_and_has_a_model_card():
 def test_builders_without_arguments_load_the_default_model():
     model = build_sam2()
     assert not model.random_weights and model.checkpoint == str(DEFAULT_MODEL_DIR)
-    assert model.config.name == "sam2.1_hiera_nano" and model.config.image_size == 96
+    assert model.config.name == "sam2.1_hiera_nano" and model.config.image_size == 128
     leaves = [np.asarray(x) for x in jax.tree.leaves(model.params)]
     assert all(x.dtype == np.float32 for x in leaves)  # stored float16, computed float32
     predictor = build_sam2_video_predictor()

@@ -2,7 +2,7 @@
 built with the same settings, and the compiled scan and the stream tracker equal the
 predictor under a non-reference policy, which changes their outputs.
 
-All run the bundled default model (96 px, fast) on the bundled shapes clip. Tolerances: masks
+All run the bundled default model (128 px, fast) on the bundled shapes clip. Tolerances: masks
 on >= 99% of the pixels of every frame (tests/tracking_harness.py's rule for float32 frame
 loops; the scan and the stream share the predictor's step, so they agree far closer).
 """
@@ -138,7 +138,11 @@ def test_scan_and_stream_follow_the_predictor_under_a_policy(model):
     state = predictor.init_state(FRAMES, max_frames=NUM_FRAMES)
     clicks = _clicks()
     expected = _session(predictor, state, clicks)
-    num_frames, (h, w), size = state.num_frames, (state.video_height, state.video_width), 96
+    num_frames, (h, w), size = (
+        state.num_frames,
+        (state.video_height, state.video_width),
+        model.config.image_size,
+    )
     scale = np.float32(size) / np.array([w, h], np.float32)
 
     # the compiled scan (track_video): low-res logits -> compared at low resolution

@@ -1,7 +1,7 @@
 """`sam2-jax export-compiled` and `sam2_jax.serving`: the exported programs give the live
 predictors' masks, without the model's code.
 
-One export of the bundled default model (96 px) for cpu, cuda and tpu (and ONNX, where
+One export of the bundled default model (128 px) for cpu, cuda and tpu (and ONNX, where
 jax2onnx is installed) is shared by the tests:
 
 - every program deserializes, lowered for the three platforms, with the manifest's shapes;
@@ -76,7 +76,7 @@ def _check_image(served: dict, live: dict) -> None:
 def test_programs_deserialize_for_cpu_cuda_and_tpu(compiled):
     manifest = read_manifest(compiled)
     assert manifest.platforms == ("cpu", "cuda", "tpu")
-    assert manifest.image_size == 96 and manifest.model["name"] == "sam2.1_hiera_nano"
+    assert manifest.image_size == 128 and manifest.model["name"] == "sam2.1_hiera_nano"
     assert manifest.model["random_weights"] is False
     assert manifest.preprocessing["image"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert manifest.preprocessing["image"]["std"] == pytest.approx([0.229, 0.224, 0.225])

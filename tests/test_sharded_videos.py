@@ -1,7 +1,7 @@
 """Videos split over a device mesh: `propagate_videos(mesh=...)` on 8 (fake, see conftest) CPU
 devices equals the unsharded calls.
 
-Runs the bundled default model (96 px) on clips cut from the bundled shapes clip, 2 objects
+Runs the bundled default model (128 px) on clips cut from the bundled shapes clip, 2 objects
 clicked on each clip's first frame. 5 videos on 8 devices: the call pads the video axis.
 """
 

@@ -1,5 +1,5 @@
-"""The bundled default model (`sam2.1_hiera_nano`, 96 px), trained from scratch on synthetic
-moving shapes, in phases that each continue from the committed model.
+"""The bundled default model (`sam2.1_hiera_nano`, 128 px; 96 px up to session 6), trained
+from scratch on synthetic moving shapes, in phases that each continue from the committed model.
 
 Every phase starts from `sam2_jax/assets/default_model/` when it exists (random init
 otherwise) with a fresh optimizer state, so training accumulates across sessions through the
@@ -10,7 +10,7 @@ MODEL_CARD.md` lists every phase run so far, with its command and scores):
 
   sam2-jax train --config default_model:image
   sam2-jax train-export --workdir runs/default_model_image --model sam2.1_hiera_nano \\
-      --image-size 96 --dtype float16 --out runs/default_model_image/export
+      --image-size 128 --dtype float16 --out runs/default_model_image/export
   sam2-jax eval-synthetic --checkpoint runs/default_model_image/export --videos 20
 
 Phases:
@@ -36,7 +36,7 @@ def _start() -> str | None:
 def get_config(phase: str = "image") -> TrainConfig:
     image = TrainConfig(
         model="sam2.1_hiera_nano",
-        image_size=96,
+        image_size=128,  # the synthetic videos' own size (96 px up to session 6)
         init_checkpoint=_start(),
         num_frames=1,
         max_objects=3,
