@@ -18,7 +18,7 @@ def get_config() -> TrainConfig:
         batch_size=2,
         steps=12,
         seed=0,
-        compute_dtype="float32",  # bf16 matmuls are slow on CPU
+        compute_dtype="float32",  # a bfloat16 training step is slower on CPU
         task="sam2_jax.train.task:sam2_task",
         data="sam2_jax.train.task:synthetic_data",
         data_options=(("num_videos", 8), ("video_frames", 4), ("num_threads", 0)),
