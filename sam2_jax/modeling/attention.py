@@ -3,10 +3,11 @@
 On CPU, XLA materializes the full (queries x keys) score matrix, which is what makes long
 attention (Hiera's global blocks: 4096 tokens at 1024x1024; memory attention: up to ~28k keys)
 slow there. For long sequences this computes the same softmax blockwise with a running max and
-sum (online softmax), never holding more than one (query block x key block) tile; CPU inputs
-are computed in float32. On accelerators the inputs keep their dtype (bfloat16 / float16 stay
-so, which fused attention kernels need; scores and softmax are float32) and go through
-`jax.nn.dot_product_attention`. The choice is made per platform when the program is lowered
+sum (online softmax), never holding more than one (query block x key block) tile. On CPU
+bfloat16 inputs stay so, with float32 products (`matmul`: XLA's fast bfloat16 path there),
+other dtypes are computed in float32. On accelerators the inputs keep their dtype (bfloat16 /
+float16 stay so, which fused attention kernels need; scores and softmax are float32) and go
+through `jax.nn.dot_product_attention`. The choice is made per platform when the program is lowered
 (`platform.per_platform`), so a program exported for several platforms holds each one's.
 """
 
@@ -24,7 +25,8 @@ from sam2_jax.modeling.platform import per_platform
 _BLOCKED_MIN_TOKENS = 2048
 _QUERY_BLOCK = 512
 # Skipping empty key blocks pays (a cond per tile) from this many queries; below it the
-# masked keys cost less than the conds (a training step at 256 px: 7.9 -> 7.4 s).
+# masked keys cost less than the conds (a training step at 256 px, beside a background job:
+# 7.9 -> 7.4 s).
 _SKIP_MIN_QUERIES = 1024
 _KEY_BLOCK = 1024
 _MASKED_SCORE = -0.7 * float(jnp.finfo(jnp.float32).max)
