@@ -93,14 +93,6 @@ class _Heads(NamedTuple):
     iou: jax.Array  # (N,) predicted IoU of the selected mask
     num_masks: jax.Array  # () int32
 
-    def in_float32(self) -> _Heads:
-        """Float fields in float32 whatever the compute dtype: the loss reads them, the
-        branches of a step's conds must agree, and the bank stores float32."""
-        return jax.tree.map(
-            lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-            self,
-        )
-
 
 def _decode(
     m: SAM2,
@@ -140,7 +132,7 @@ def _decode(
         out.object_score_logits,
         out.iou[:, 0],
         num_masks,
-    ).in_float32()
+    )
 
 
 def _mask_as_output(
@@ -160,7 +152,7 @@ def _mask_as_output(
         out.object_score_logits,
         out.iou[:, 0],
         jnp.asarray(1, jnp.int32),
-    ).in_float32()
+    )
 
 
 def _features_in_order(features: dict, order: jax.Array) -> tuple[jax.Array, ...]:

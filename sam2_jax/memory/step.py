@@ -144,12 +144,10 @@ def _step(
         choose=policy.mask_chooser(bank.policy_state, cfg.image_size),
         candidate_pointers=policy.has_pathways,
     )
-    # float32 from here whatever the compute dtype: outputs, scores and the bank's pointers
-    f32 = jnp.float32
-    low_res = heads.low_res_masks[..., 0].astype(f32)  # (B, 4h, 4w)
-    score = heads.object_score_logits[:, 0].astype(f32)
-    obj_ptr = heads.obj_ptr.astype(f32)
-    iou = heads.iou[:, 0].astype(f32)
+    low_res = heads.low_res_masks[..., 0]  # (B, 4h, 4w)
+    score = heads.object_score_logits[:, 0]
+    obj_ptr = heads.obj_ptr
+    iou = heads.iou[:, 0]
 
     if prompts.mask is not None:  # mask prompts: the mask is the output (no memory)
 
@@ -157,8 +155,7 @@ def _step(
             out = m.use_mask_as_output(
                 raw, high_res, prompts.mask[..., None], policy.object_score_threshold
             )
-            outputs = out.low_res_masks[..., 0], out.object_score_logits[:, 0], out.obj_ptr
-            return tuple(x.astype(f32) for x in outputs)
+            return out.low_res_masks[..., 0], out.object_score_logits[:, 0], out.obj_ptr
 
         mask_out = jax.lax.cond(
             prompts.has_mask.any(),

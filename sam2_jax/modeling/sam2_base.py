@@ -207,7 +207,7 @@ class SAM2(nn.Module):
             object_score_logits,
             chosen.iou,
             candidate_obj_ptrs,
-        )
+        ).in_float32()
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, is_obj_appearing: jax.Array) -> jax.Array:
         """(B, C), (B, 1) bool -> the pointer where the object appears, else `no_obj_ptr`."""
@@ -257,7 +257,7 @@ class SAM2(nn.Module):
             obj_ptr,
             object_score_logits,
             ious,
-        )
+        ).in_float32()
 
     def initialize_sam_heads(self) -> None:
         """Touches every SAM-heads submodule and parameter, conv_s0 / conv_s1 included (dummy

@@ -44,6 +44,11 @@ class SAMHeadsOutput(NamedTuple):
     # (B, 3, C) each multimask candidate's object pointer, when asked for (else None)
     candidate_obj_ptrs: jax.Array | None = None
 
+    def in_float32(self) -> SAMHeadsOutput:
+        """Every array in float32 whatever the compute dtype: what the heads hand on (outputs,
+        scores, the bank's pointers, a step's cond branches) has one dtype."""
+        return jax.tree.map(lambda x: x.astype(jnp.float32), self)
+
 
 class HeadsSelection(NamedTuple):
     """`select_outputs`' result (masks gated by the object score, float32)."""
