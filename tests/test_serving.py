@@ -104,6 +104,7 @@ def test_served_predictors_give_the_live_masks_without_model_code(compiled, live
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         check=True,
+        timeout=600,
     )
     with np.load(path) as stored:
         served = {k: stored[k] for k in stored.files}

@@ -139,6 +139,7 @@ def test_train_cli_refuses_bad_overrides_before_building_anything(tmp_path, caps
         [sys.executable, "-m", "sam2_jax.cli", *base, "batch_size=abc"],
         capture_output=True,
         cwd=pathlib.Path(__file__).parents[1],
+        timeout=300,
     )
     elapsed = time.perf_counter() - start
     assert done.returncode == 2

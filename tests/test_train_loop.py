@@ -277,25 +277,33 @@ def _cli(config: pathlib.Path | str, workdir: pathlib.Path, *extra: str) -> list
             "--workdir", str(workdir), *extra]  # fmt: skip
 
 
+# Every training subprocess has a deadline, after which it is killed and the test fails.
+DEADLINE_S = 600
+
+
 def _finish(command: list[str]) -> subprocess.CompletedProcess:
     """Runs a training command to its end; it must succeed."""
-    done = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True)
+    done = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, timeout=DEADLINE_S)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     return done
 
 
 def _kill_after_checkpoint(command: list[str], workdir: pathlib.Path, step: int, last: int):
     """Starts a training command and SIGKILLs it as soon as checkpoint `step` is on disk,
-    before it saved step `last` (else the test could not test resuming)."""
-    proc = subprocess.Popen(command, env=_env(), cwd=REPO, stderr=subprocess.PIPE)
-    deadline = time.time() + 600
-    while not (workdir / "checkpoints" / str(step)).is_dir():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, f"no checkpoint at step {step}"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    before it saved step `last` (else the test could not test resuming). Its stderr goes to a
+    file: a pipe nobody reads while it runs could fill and stop it."""
+    log = workdir.with_name(workdir.name + "_killed.stderr")
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(command, env=_env(), cwd=REPO, stderr=stderr)
+    try:
+        deadline = time.time() + DEADLINE_S
+        while not (workdir / "checkpoints" / str(step)).is_dir():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, f"no checkpoint at step {step}"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert not (workdir / "checkpoints" / str(last)).exists(), "killed too late to test resume"
 
 
@@ -369,7 +377,9 @@ def test_unreadable_checkpoint_is_one_line_and_resume_previous_continues(single,
     workdir = tmp_path / "run"
     _finish(_cli(config, workdir, "steps=4"))  # checkpoints 2 and 4 (warmup: as the 8-step run)
     damage_checkpoint(workdir / "checkpoints" / "4")
-    refused = subprocess.run(_cli(config, workdir), env=_env(), cwd=REPO, capture_output=True)
+    refused = subprocess.run(
+        _cli(config, workdir), env=_env(), cwd=REPO, capture_output=True, timeout=DEADLINE_S
+    )
     assert refused.returncode == 1
     lines = refused.stderr.decode().splitlines()
     assert len(lines) == 1, lines
@@ -394,23 +404,32 @@ def test_two_process_run_trains_and_checkpoints(single, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [
-        subprocess.Popen(
-            _cli(config, workdir),
-            env=_env(
+    # Outputs to files: with pipes, one process could block on a full pipe that is read
+    # only after the other ends, while the other waits for it in a collective.
+    logs = [(tmp_path / f"process_{i}.stdout", tmp_path / f"process_{i}.stderr") for i in (0, 1)]
+    procs = []
+    for i, (out, err) in enumerate(logs):
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            env = _env(
                 JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                 JAX_NUM_PROCESSES="2",
                 JAX_PROCESS_ID=str(i),
-            ),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err.decode()[-3000:]
-    assert b"mesh {'data': 2, 'fsdp': 1} on 2 cpu" in outs[0][0]
+            )
+            procs.append(
+                subprocess.Popen(
+                    _cli(config, workdir), env=env, cwd=REPO, stdout=stdout, stderr=stderr
+                )
+            )
+    try:
+        deadline = time.time() + DEADLINE_S
+        for p in procs:
+            p.wait(timeout=max(deadline - time.time(), 1))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    for p, (_, err) in zip(procs, logs, strict=True):
+        assert p.returncode == 0, err.read_text()[-3000:]
+    assert "mesh {'data': 2, 'fsdp': 1} on 2 cpu" in logs[0][0].read_text()
     np.testing.assert_allclose(_metrics(workdir), losses(ref["history"]), rtol=RTOL)
     assert_trees_close(_restore_final(workdir, ref["state"]), ref["state"])
