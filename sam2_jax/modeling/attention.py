@@ -18,7 +18,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.modeling.matmul import einsum
 from sam2_jax.modeling.platform import per_platform
 
 # Sequences at least this long (queries and keys) take the blocked path on CPU.
@@ -79,10 +78,8 @@ def dot_product_attention(
             )
         elif min(nq, nk) >= _BLOCKED_MIN_TOKENS:
             out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-        elif dtype == jnp.bfloat16:  # products with float32 results (the fused op's are not)
+        else:  # XLA's fused op runs 1.4-2.2x slower there (`_plain_attention`)
             out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-        else:
-            out = _unblocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
         return out.astype(dtype)
 
     def on_accelerator(q, k, v, key_mask, dropout_rng):
@@ -125,17 +122,33 @@ def _plain_attention(
     dropout_rate: float,
     dropout_rng: jax.Array | None,
 ) -> jax.Array:
-    """Materialized softmax in float32 (dropout on the probabilities with a dropout_rng),
-    probabilities in v's dtype where they meet the values; shapes as above."""
+    """Materialized softmax with float32 scores (dropout on the probabilities with a
+    dropout_rng); shapes as above.
+
+    Heads go first for the two products and the normalization comes after the values'
+    product (exp(s - max) v / sum exp(s - max): one division per output instead of one per
+    score). On the 2-core CPU, float32, that ran 1.4-2.2x faster than XLA's
+    `jax.nn.dot_product_attention` and 1.4-1.8x faster than the same math with the heads in
+    place: Hiera's global attention at 512 px (1024 tokens, 4 x 96) 17.7 -> 8.0 ms, its 8 x 8
+    windows (256 x 64 tokens) 5.6 -> 4.2 ms, 1024 tokens of width 256 7.5 -> 4.1 ms.
+    """
     scale = jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k, preferred_element_type=jnp.float32)
+    # (B, N, H, D) -> (B, H, N, D)
+    qh, kh, vh = (x.transpose(0, 2, 1, 3) for x in (q * scale, k, v))
+    scores = jnp.einsum("bhqd,bhkd->bhqk", qh, kh, preferred_element_type=jnp.float32)
     if key_mask is not None:
         # a large finite negative keeps fully masked rows finite (their output is zeroed later)
         scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
-    probs = jax.nn.softmax(scores, axis=-1)
+    # the max only shifts the exponent: softmax does not depend on it, nor its gradient
+    weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+    total = weights.sum(axis=-1)  # (B, H, Nq), >= 1
     if dropout_rng is not None:
-        probs = probs * _dropout_keep(dropout_rng, dropout_rate, probs.shape)
-    return einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+        weights = weights * _dropout_keep(dropout_rng, dropout_rate, weights.shape)
+    out = jnp.einsum(
+        "bhqk,bhkd->bhqd", weights.astype(v.dtype), vh, preferred_element_type=jnp.float32
+    )
+    out = out / total[..., None]
+    return out.transpose(0, 2, 1, 3)  # (B, Nq, H, Dv)
 
 
 def _pad_axis1(x: jax.Array, multiple: int) -> jax.Array:
