@@ -22,12 +22,17 @@ from sam2_jax.modeling.platform import per_platform
 
 # Sequences at least this long (queries and keys) take the blocked path on CPU.
 _BLOCKED_MIN_TOKENS = 2048
-_QUERY_BLOCK = 512
+# Block sizes of the blocked path, fastest of those tried on the 2-core CPU: Hiera's global
+# attention at 1024 px (4096 tokens, 4 x 96) 152 ms with 512 x 1024 tiles, 136 ms with
+# 256 x 4096; memory attention at 1024 px (4096 queries, 8 memories of 4096 keys) 433 ms with
+# 2048-query blocks, 383 ms with 1024.
+_QUERY_BLOCK = 256
+_KEY_BLOCK = 4096
+_MEMORY_QUERY_BLOCK = 1024
 # Skipping empty key blocks pays (a cond per tile) from this many queries; below it the
 # masked keys cost less than the conds (a training step at 256 px, beside a background job:
 # 7.9 -> 7.4 s).
 _SKIP_MIN_QUERIES = 1024
-_KEY_BLOCK = 1024
 _MASKED_SCORE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
@@ -73,8 +78,9 @@ def dot_product_attention(
         nq = q.shape[1]
         skip_blocks = key_block is not None and key_mask is not None and nk > key_block
         if skip_blocks and nq >= _SKIP_MIN_QUERIES:
+            query_block = min(nq, _MEMORY_QUERY_BLOCK)
             out = _blocked_attention(
-                q, k, v, key_mask, dropout_rate, dropout_rng, min(nq, 2048), key_block
+                q, k, v, key_mask, dropout_rate, dropout_rng, query_block, key_block
             )
         elif min(nq, nk) >= _BLOCKED_MIN_TOKENS:
             out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
@@ -184,19 +190,19 @@ def _blocked_attention(
     q = _pad_axis1(q * (1.0 / math.sqrt(d)), qb)
     k, v, valid = _pad_axis1(k, kb), _pad_axis1(v, kb), _pad_axis1(valid, kb)
     n_qblocks, n_kblocks = q.shape[1] // qb, k.shape[1] // kb
-    # (B, N, H, D) -> (nblocks, B, block, H, D)
-    q_blocks = q.reshape(b, n_qblocks, qb, h, d).transpose(1, 0, 2, 3, 4)
-    k_blocks = k.reshape(b, n_kblocks, kb, h, d).transpose(1, 0, 2, 3, 4)
-    v_blocks = v.reshape(b, n_kblocks, kb, h, dv).transpose(1, 0, 2, 3, 4)
+    # heads first, as in `_plain_attention`: (B, N, H, D) -> (nblocks, B, H, block, D)
+    q_blocks = q.reshape(b, n_qblocks, qb, h, d).transpose(1, 0, 3, 2, 4)
+    k_blocks = k.reshape(b, n_kblocks, kb, h, d).transpose(1, 0, 3, 2, 4)
+    v_blocks = v.reshape(b, n_kblocks, kb, h, dv).transpose(1, 0, 3, 2, 4)
     valid_blocks = valid.reshape(b, n_kblocks, kb).transpose(1, 0, 2)
 
     def one_query_block(args):
-        q_blk, q_index = args  # (B, qb, H, D), ()
+        q_blk, q_index = args  # (B, H, qb, D), ()
 
         def tile(carry, kv):
             running_max, running_sum, acc = carry
             k_blk, v_blk, valid_blk, k_index = kv
-            scores = jnp.einsum("bqhd,bkhd->bhqk", q_blk, k_blk, preferred_element_type=jnp.float32)
+            scores = jnp.einsum("bhqd,bhkd->bhqk", q_blk, k_blk, preferred_element_type=jnp.float32)
             scores = jnp.where(valid_blk[:, None, None, :], scores, -jnp.inf)
             new_max = jnp.maximum(running_max, scores.max(axis=-1))  # (B, H, qb)
             safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
@@ -209,7 +215,7 @@ def _blocked_attention(
                 rng = jax.random.fold_in(dropout_rng, q_index * n_kblocks + k_index)
                 probs = probs * _dropout_keep(rng, dropout_rate, probs.shape)
             values = jnp.einsum(
-                "bhqk,bkhd->bhqd",
+                "bhqk,bhkd->bhqd",
                 probs.astype(v_blk.dtype),
                 v_blk,
                 preferred_element_type=jnp.float32,
@@ -229,8 +235,8 @@ def _blocked_attention(
         xs = (k_blocks, v_blocks, valid_blocks, jnp.arange(n_kblocks))
         (_, total, acc), _ = jax.lax.scan(step, init, xs)
         total = jnp.where(total > 0, total, 1.0)  # rows with no valid key: acc is 0
-        return (acc / total[..., None]).transpose(0, 2, 1, 3)  # (B, qb, H, Dv)
+        return acc / total[..., None]  # (B, H, qb, Dv)
 
-    out = jax.lax.map(one_query_block, (q_blocks, jnp.arange(n_qblocks)))  # (nqb, B, qb, H, Dv)
-    out = out.transpose(1, 0, 2, 3, 4).reshape(b, n_qblocks * qb, h, dv)
+    out = jax.lax.map(one_query_block, (q_blocks, jnp.arange(n_qblocks)))  # (nqb, B, H, qb, Dv)
+    out = out.transpose(1, 0, 3, 2, 4).reshape(b, n_qblocks * qb, h, dv)
     return out[:, :nq]

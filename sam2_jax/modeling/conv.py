@@ -6,7 +6,8 @@ forward and gradient. On CPU (chosen per platform when the program is lowered):
 
 - `Conv`'s forward is XLA's (exactly `lax.conv_general_dilated`), its gradient the VJP of the
   same convolution written as strided slices and one matmul: XLA on CPU computes a
-  convolution's kernel gradient with generic loops;
+  convolution's kernel gradient with generic loops; a 1x1 convolution (stride 1, no padding)
+  is a product over channels on every platform, forward and gradient;
 - `DepthwiseConv` is k * k shifted products, forward and gradient: XLA's grouped convolution
   is 16x slower there (forward), and its gradient builds a dense (k, k, dim, dim) kernel.
   The sums run in another order than XLA's (differences of a few float32 ULPs).
@@ -149,7 +150,13 @@ class Conv(nn.Module):
         )
         dtype = self.dtype or jnp.result_type(x, kernel)
         pads = pad_pairs(self.padding, (kh, kw))
-        y = conv2d(x.astype(dtype), kernel.astype(dtype), tuple(self.strides), pads)
+        if (kh, kw) == tuple(self.strides) == (1, 1) and pads == ((0, 0), (0, 0)):
+            # a product over channels: the same sums as XLA's convolution (bit-identical on
+            # CPU, where it ran 1.3-2.9x faster: 5.8 -> 2.6 ms for the neck's 96 -> 256 at
+            # 128 x 128), differentiated as a product everywhere
+            y = einsum("bhwc,cd->bhwd", x.astype(dtype), kernel[0, 0].astype(dtype))
+        else:
+            y = conv2d(x.astype(dtype), kernel.astype(dtype), tuple(self.strides), pads)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)
