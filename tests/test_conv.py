@@ -61,6 +61,23 @@ def test_depthwise_gradient_equals_xlas():
         _close(a, b)
 
 
+def test_1x1_conv_module_is_a_product_equal_to_xlas_convolution():
+    """`Conv` with a 1x1 kernel (stride 1, no padding) runs a product over channels: on CPU the
+    same sums as XLA's convolution, so the same bits; its gradient is the product's."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((2, 16, 12, 96)), jnp.float32)
+    module = conv.Conv(32, (1, 1), padding="VALID")
+    params = module.init(jax.random.key(0), x)
+    kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+    ours, ours_vjp = jax.vjp(lambda a: module.apply(params, a), x)
+    xla, xla_vjp = jax.vjp(lambda a: _xla(a, kernel, (1, 1), ((0, 0), (0, 0))) + bias, x)
+    np.testing.assert_array_equal(ours, xla)
+    jaxpr = str(jax.make_jaxpr(lambda a: module.apply(params, a))(x))
+    assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+    g = jnp.asarray(rng.standard_normal(xla.shape), jnp.float32)
+    _close(ours_vjp(g)[0], xla_vjp(g)[0])
+
+
 @pytest.mark.parametrize("platform", ["cpu", "cuda"])
 def test_the_gradient_is_matmuls_on_cpu_only(platform):
     """The VJP lowered for CPU has no convolution but the forward's; for an accelerator the

@@ -84,7 +84,7 @@ def dot_product_attention(
             )
         elif min(nq, nk) >= _BLOCKED_MIN_TOKENS:
             out = _blocked_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
-        else:  # XLA's fused op runs 1.4-2.2x slower there (`_plain_attention`)
+        else:  # XLA's fused op runs 1.3-2.2x slower there (`_plain_attention`)
             out = _plain_attention(q, k, v, key_mask, dropout_rate, dropout_rng)
         return out.astype(dtype)
 
@@ -133,8 +133,8 @@ def _plain_attention(
 
     Heads go first for the two products and the normalization comes after the values'
     product (exp(s - max) v / sum exp(s - max): one division per output instead of one per
-    score). On the 2-core CPU, float32, that ran 1.4-2.2x faster than XLA's
-    `jax.nn.dot_product_attention` and 1.4-1.8x faster than the same math with the heads in
+    score). On the 2-core CPU, float32, that ran 1.3-2.2x faster than XLA's
+    `jax.nn.dot_product_attention` and 1.3-2.8x faster than the same math with the heads in
     place: Hiera's global attention at 512 px (1024 tokens, 4 x 96) 17.7 -> 8.0 ms, its 8 x 8
     windows (256 x 64 tokens) 5.6 -> 4.2 ms, 1024 tokens of width 256 7.5 -> 4.1 ms.
     """
