@@ -19,8 +19,10 @@ image, so box NMS keeps few of them. Each case therefore compares two stages:
 
 Matching: masks are paired one-to-one by maximum IoU (linear_sum_assignment); each pair must
 have IoU >= MIN_MASK_IOU, predicted IoU within SCORE_TOL and stability within SCORE_TOL.
-Counts must be equal, except for masks whose score lies within THRESHOLD_MARGIN of a filter
-threshold (a last-bit difference may flip them); none did in the runs recorded here.
+Masks whose score lies within THRESHOLD_MARGIN of a filter threshold (a last-bit difference
+may flip them) are left out of the matching, on either side; the rest must match in number.
+One such pair (stability 0.95002 on both sides, from different clicks) was seen with the
+defaults.
 """
 
 from __future__ import annotations
@@ -180,7 +182,14 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match(
-    their_masks, our_masks, their_scores, our_scores, label: str, thresholds, stability_flips=0
+    their_masks,
+    our_masks,
+    their_scores,
+    our_scores,
+    label: str,
+    thresholds,
+    stability_flips=0,
+    points=None,
 ) -> dict:
     """One-to-one matching; asserts counts, IoU and score tolerances. Returns worst values.
 
@@ -188,17 +197,29 @@ def match(
     (the mask threshold +- its offset) between the two libraries. The stability score is a
     ratio of pixel counts, so each such pixel moves it by at most 1 / (the mask's area): a
     trained model has smooth logits, and a pixel within float error of a threshold is then
-    likely (random weights scaled as here have none). The predicted IoU keeps SCORE_TOL."""
-    n_theirs, n_ours = len(their_masks), len(our_masks)
-    if n_theirs != n_ours:
-        # Only masks right at a filter threshold may differ.
-        near = [
-            np.abs(np.asarray(s)[:, None] - np.asarray(thresholds)[None]).min(1) <= THRESHOLD_MARGIN
-            for s in (their_scores[0], their_scores[1])
+    likely (random weights scaled as here have none). The predicted IoU keeps SCORE_TOL.
+    points: optional (theirs, ours) clicks of the masks; matched masks must share theirs."""
+
+    # Masks whose predicted IoU or stability lies within THRESHOLD_MARGIN of a filter threshold
+    # may pass on one side only (a last-bit difference flips them; one pixel moves a stability
+    # score by 1 / area, ~3e-5 here): they are left out of the one-to-one matching, so that
+    # one such mask in and another out cannot pair two unrelated masks. Few may be (16 of
+    # 2 x 1545 with the defaults: stability scores come in steps of ~3e-5 there).
+    def off_threshold(scores) -> np.ndarray:
+        distance = [
+            np.abs(np.asarray(s, np.float64)[:, None] - np.asarray(thresholds)[None]).min(1)
+            for s in scores
         ]
-        assert abs(n_theirs - n_ours) <= int(np.sum(near[0] | near[1])), (
-            f"{label}: {n_theirs} reference masks, {n_ours} ours"
-        )
+        return (distance[0] > THRESHOLD_MARGIN) & (distance[1] > THRESHOLD_MARGIN)
+
+    keep_theirs, keep_ours = off_threshold(their_scores), off_threshold(our_scores)
+    left_out = int((~keep_theirs).sum() + (~keep_ours).sum())
+    assert left_out <= max(2, len(their_masks) // 50), f"{label}: {left_out} masks at a threshold"
+    their_masks, our_masks = np.asarray(their_masks)[keep_theirs], np.asarray(our_masks)[keep_ours]
+    their_scores = [np.asarray(s)[keep_theirs] for s in their_scores]
+    our_scores = [np.asarray(s)[keep_ours] for s in our_scores]
+    n_theirs, n_ours = len(their_masks), len(our_masks)
+    assert n_theirs == n_ours, f"{label}: {n_theirs} reference masks, {n_ours} ours"
     iou = mask_iou(their_masks, our_masks)
     rows, cols = linear_sum_assignment(-iou)
     worst_iou = float(iou[rows, cols].min()) if len(rows) else 1.0
@@ -212,6 +233,10 @@ def match(
     stability_err = np.abs(np.asarray(their_scores[1])[rows] - np.asarray(our_scores[1])[cols])
     allowed = SCORE_TOL + stability_flips / np.maximum(area, 1)
     assert (stability_err <= allowed).all(), f"{label}: stability errors {stability_err}"
+    if points is not None:
+        their_points = np.asarray(points[0])[keep_theirs][rows]
+        our_points = np.asarray(points[1])[keep_ours][cols]
+        np.testing.assert_allclose(our_points, their_points, atol=1e-4)
     return {"count": n_theirs, "ours": n_ours, "min_iou": worst_iou, "score_err": max(errors)}
 
 
@@ -226,9 +251,10 @@ def test_candidates_match_reference(case):
     points = sum(len(args[0]) for args, _ in run["their_batches"])
     assert len(t_masks) < 3 * points, f"{case}: the filters dropped nothing"
     thresholds = [0.8, 0.95]
-    stats = match(t_masks, o_masks, (t_iou, t_stab), (o_iou, o_stab), case, thresholds)
-    if len(t_pts) == len(o_pts):
-        np.testing.assert_allclose(o_pts, t_pts, atol=1e-4)
+    stats = match(
+        t_masks, o_masks, (t_iou, t_stab), (o_iou, o_stab), case, thresholds,
+        points=(t_pts, o_pts),
+    )  # fmt: skip
     print(f"{case} candidates: {stats}")
 
 
