@@ -9,6 +9,9 @@ object is confident, the pathways stay copies of one, so 3 pathways give the mas
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -141,8 +144,12 @@ def test_key_weights_follow_sam2long():
 def _session(policy) -> np.ndarray:
     predictor = build_sam2_video_predictor(memory_policy=policy, progress=False)
     state = predictor.init_state(FRAMES, max_frames=16)
-    predictor.add_new_points_or_box(state, 0, 1, points=[[40, 40]], labels=[1])
-    predictor.add_new_points_or_box(state, 0, 2, points=[[90, 80]], labels=[1])
+    # the clip's own clicks (one inside each shape on frame 0), so both objects exist to track
+    for obj in json.loads(Path(bundled("shapes_clip/prompts.json")).read_text())["objects"]:
+        prompt = obj["prompts"][0]
+        predictor.add_new_points_or_box(
+            state, prompt["frame"], obj["id"], points=prompt["points"], labels=prompt["labels"]
+        )
     out = {f: np.asarray(m)[:, 0] for f, _, m in predictor.propagate_in_video(state)}
     return np.stack([out[f] for f in range(16)])
 
