@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as ReferenceGenerator
 
-from bench.harness import measure, print_comparison
+from bench.harness import measure_pair, print_comparison
 from sam2_jax.amg.generator import SAM2AutomaticMaskGenerator
 from tests import reference as ref
 
@@ -58,8 +58,7 @@ def run(variant: str, image_size: int, repeats: int) -> dict:
 
     result = print_comparison(
         f"generate {variant} @ {image_size} default settings ({IMAGE} {w}x{h})",
-        measure(ours_generate, repeats=repeats),
-        measure(theirs_generate, repeats=repeats),
+        *measure_pair(ours_generate, theirs_generate, repeats=repeats),
     )
     # A benchmark of wrong outputs is worthless: check agreement on the timed input.
     counts = {k: len(v) for k, v in records.items()}

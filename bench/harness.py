@@ -1,6 +1,6 @@
 """Timing and peak-memory measurement shared by every benchmark.
 
-Both implementations run in this one process, one after the other, on the same input. Time is
+Both implementations run in this one process, alternating call by call, on the same input. Time is
 the median of `repeats` calls after warm-up (the first call, which for JAX includes tracing and
 XLA compilation, is reported separately). Memory is the process's peak resident set size
 (VmHWM) during the timed calls, above what was resident before them; the peak is reset between
@@ -102,3 +102,11 @@ def measure_alternating(
         )
         for name in fns
     }
+
+
+def measure_pair(
+    ours: Callable[[], object], reference: Callable[[], object], *, repeats: int = 5
+) -> tuple[Measurement, Measurement]:
+    """`measure_alternating` for the usual pair: (ours, reference) Measurements."""
+    timings = measure_alternating({"ours": ours, "reference": reference}, repeats=repeats)
+    return timings["ours"], timings["reference"]

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import torch
 
-from bench.harness import measure, print_comparison
+from bench.harness import measure_pair, print_comparison
 from sam2_jax.modeling.sam2_base import SAM2
 from tests import reference as ref
 
@@ -19,13 +19,16 @@ def run(variant: str, image_size: int, repeats: int) -> dict:
     device_image = jax.device_put(image)
 
     encode = jax.jit(lambda v, x: model.apply(v, x, method=SAM2.forward_image))
-    ours = measure(lambda: jax.block_until_ready(encode(variables, device_image)), repeats=repeats)
 
     def reference_call():
         with torch.inference_mode():
             torch_model.forward_image(torch_image)
 
-    theirs = measure(reference_call, repeats=repeats)
+    ours, theirs = measure_pair(
+        lambda: jax.block_until_ready(encode(variables, device_image)),
+        reference_call,
+        repeats=repeats,
+    )
 
     # A benchmark of wrong outputs is worthless: check agreement on the timed input.
     with torch.inference_mode():

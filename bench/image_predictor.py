@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor as ReferencePredictor
 
-from bench.harness import measure, print_comparison
+from bench.harness import measure_pair, print_comparison
 from sam2_jax.image.predictor import SAM2ImagePredictor
 from tests import reference as ref
 
@@ -59,15 +59,13 @@ def run(variant: str, image_size: int, repeats: int) -> list[dict]:
     results = [
         print_comparison(
             f"set_image {variant} @ {image_size} ({IMAGE} {w}x{h})",
-            measure(ours_set_image, repeats=repeats),
-            measure(theirs_set_image, repeats=repeats),
+            *measure_pair(ours_set_image, theirs_set_image, repeats=repeats),
         )
     ]
-    # Both images are set now (measure's last call): time the click alone.
+    # Both images are set now (the last calls): time the click alone.
     result = print_comparison(
         f"click-to-mask predict {variant} @ {image_size} (1 click, 3 masks at {w}x{h})",
-        measure(lambda: ours.predict(**click), repeats=repeats),
-        measure(theirs_predict, repeats=repeats),
+        *measure_pair(lambda: ours.predict(**click), theirs_predict, repeats=repeats),
     )
     # A benchmark of wrong outputs is worthless: check agreement on the timed input.
     (m1, i1, _), (m2, i2, _) = ours.predict(**click), theirs_predict()

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import torch
 
-from bench.harness import _read_status_kib, _reset_peak_rss, measure, print_comparison
+from bench.harness import _read_status_kib, _reset_peak_rss, measure_pair, print_comparison
 from sam2_jax.config import get_config
 from sam2_jax.convert import state_dict_to_params
 from sam2_jax.memory.bank import empty_bank
@@ -88,8 +88,7 @@ def run_speed(variant: str, image_size: int, num_frames: int, repeats: int) -> d
                     f: m[0, 0].float().numpy() for f, _, m in predictor.propagate_in_video(state)
                 }
 
-        ours = measure(ours_call, repeats=repeats)
-        theirs = measure(reference_call, repeats=repeats)
+        ours, theirs = measure_pair(ours_call, reference_call, repeats=repeats)
         # The timed outputs must agree: masks at model resolution, every frame.
         ours_low = ours_call().low_res_masks[:, 0]  # (T, 4h, 4w)
         theirs_video = reference_call()
