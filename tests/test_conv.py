@@ -48,11 +48,16 @@ def test_conv_gradient_equals_xlas(case):
         _close(a, b)
 
 
-def test_depthwise_gradient_equals_xlas():
+@pytest.mark.parametrize(
+    ("kernel_size", "pads"),
+    [((7, 7), ((3, 3), (3, 3))), ((5, 3), ((1, 3), (2, 0))), ((3, 3), ((0, 0), (0, 0)))],
+)
+def test_depthwise_gradient_equals_xlas(kernel_size, pads):
+    """The CPU path (shifted products) and its gradient against XLA's grouped convolution,
+    asymmetric pads and no padding too."""
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((2, 9, 11, 6)), jnp.float32)
-    kernel = jnp.asarray(rng.standard_normal((7, 7, 1, 6)), jnp.float32)
-    pads = ((3, 3), (3, 3))
+    kernel = jnp.asarray(rng.standard_normal((*kernel_size, 1, 6)), jnp.float32)
     ours, ours_vjp = jax.vjp(lambda a, k: conv.depthwise_conv2d(a, k, pads), x, kernel)
     xla, xla_vjp = jax.vjp(lambda a, k: _xla(a, k, (1, 1), pads, groups=6), x, kernel)
     _close(ours, xla)  # shifted products: the same sums in another order
