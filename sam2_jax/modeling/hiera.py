@@ -17,21 +17,26 @@ from sam2_jax.modeling.matmul import Dense, einsum
 _LN_EPS = 1e-6  # the reference builds Hiera's LayerNorms with eps=1e-6
 
 
-def window_partition(x: jax.Array, window: int) -> tuple[jax.Array, tuple[int, int]]:
-    """Zero-pads bottom/right to a multiple of `window` and cuts non-overlapping windows.
+def window_partition(x: jax.Array, window: int, pad_value: jax.Array | None = None) -> jax.Array:
+    """Pads bottom/right to a multiple of `window` and cuts non-overlapping windows.
 
     Args:
       x: (B, H, W, C).
+      pad_value: (1, 1, 1, C) the padding tokens' value; None: zeros.
     Returns:
-      windows (B * nH * nW, window, window, C) in row-major window order, and (Hp, Wp).
+      windows (B * nH * nW, window, window, C) in row-major window order.
     """
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
-    x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
     hp, wp = h + pad_h, w + pad_w
+    if pad_h or pad_w:
+        x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+        if pad_value is not None:
+            inside = (np.arange(hp)[:, None] < h) & (np.arange(wp)[None, :] < w)  # (Hp, Wp)
+            x = jnp.where(inside[None, :, :, None], x, pad_value.astype(x.dtype))
     # (B, nH, win, nW, win, C) -> (B, nH, nW, win, win, C) -> (B*nH*nW, win, win, C)
     x = x.reshape(b, hp // window, window, wp // window, window, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
 
 
 def window_unpartition(
@@ -78,26 +83,54 @@ class QKVProjection(nn.Module):
 
 
 class MultiScaleAttention(nn.Module):
-    """Multi-head attention whose queries may be max-pooled (per window) before attending."""
+    """Multi-head attention within windows (or globally), queries optionally max-pooled per
+    window before attending.
+
+    The reference zero-pads the normed input to whole windows and projects every padded token
+    (its queries, keys and values are then the projection's bias), attends, projects back and
+    crops. Here the projections run on the grid's own tokens only: q, k and v are padded with
+    the projection of a zero token (exactly the bias), and the output is cropped before its
+    projection. Same values; at 512 px the stage-3 windows (14 on a 32 x 32 grid: 42 x 42
+    padded) made the reference project 1.72x the tokens there.
+    """
 
     dim_out: int
     num_heads: int
     q_stride: tuple[int, int] | None = None
+    window: int = 0  # 0: global attention over the whole map
     dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, H, W, C) -> (B, H', W', dim_out), H' = H / q_stride when pooling."""
-        b, h, w, _ = x.shape
+        b, h, w, c = x.shape
         head_dim = self.dim_out // self.num_heads
-        q, k, v = QKVProjection(self.dim_out, self.num_heads, self.dtype, name="qkv")(
-            x.reshape(b, h * w, -1)
-        )  # (B, HW, heads, hd) each
+        qkv = QKVProjection(self.dim_out, self.num_heads, self.dtype, name="qkv")
+        # (B, HW, heads, hd) -> (B, H, W, dim_out), each
+        q, k, v = (t.reshape(b, h, w, self.dim_out) for t in qkv(x.reshape(b, h * w, c)))
+        window = self.window
+        if window > 0:
+            # the projections of a zero (padding) token, each (1, 1, 1, dim_out)
+            zero = qkv(jnp.zeros((1, 1, c), x.dtype))
+            q, k, v = (
+                window_partition(t, window, pad.reshape(1, 1, 1, self.dim_out))
+                for t, pad in zip((q, k, v), zero, strict=True)
+            )  # (B * windows, win, win, dim_out) each
+            padded_hw = (h + (-h % window), w + (-w % window))
+        bw, hk, wk = k.shape[:3]  # (B * windows, win, win) or (B, H, W)
         if self.q_stride is not None:
-            q = max_pool_2d(q.reshape(b, h, w, self.dim_out), self.q_stride)
-            h, w = q.shape[1:3]
-            q = q.reshape(b, h * w, self.num_heads, head_dim)
-        out = dot_product_attention(q, k, v).reshape(b, h, w, self.dim_out)
+            sh, sw = self.q_stride
+            q = max_pool_2d(q, self.q_stride)  # within each window, as the reference
+            h, w, window = h // sh, w // sw, window // sh
+            padded_hw = (padded_hw[0] // sh, padded_hw[1] // sw) if window > 0 else None
+        hq, wq = q.shape[1:3]
+        out = dot_product_attention(
+            q.reshape(bw, hq * wq, self.num_heads, head_dim),
+            k.reshape(bw, hk * wk, self.num_heads, head_dim),
+            v.reshape(bw, hk * wk, self.num_heads, head_dim),
+        ).reshape(bw, hq, wq, self.dim_out)
+        if window > 0:
+            out = window_unpartition(out, window, padded_hw, (h, w))
         return Dense(self.dim_out, dtype=self.dtype, name="proj")(out)
 
 
@@ -119,22 +152,14 @@ class MultiScaleBlock(nn.Module):
             # The shortcut projects the *normed* input and pools it over the whole map.
             shortcut = Dense(spec.dim_out, dtype=self.dtype, name="proj")(x)
             shortcut = max_pool_2d(shortcut, spec.q_stride)
-
-        window = spec.window_size
-        h, w = x.shape[1:3]
-        if window > 0:
-            # Zero-padded tokens take part as keys/values: the reference uses no attention mask.
-            x, padded_hw = window_partition(x, window)
         x = MultiScaleAttention(
-            spec.dim_out, spec.num_heads, spec.q_stride, dtype=self.dtype, name="attn"
+            spec.dim_out,
+            spec.num_heads,
+            spec.q_stride,
+            spec.window_size,
+            dtype=self.dtype,
+            name="attn",
         )(x)
-        if spec.q_stride is not None:
-            # Queries were pooled inside each window; re-derive the grid from the shortcut.
-            window //= spec.q_stride[0]
-            h, w = shortcut.shape[1:3]
-            padded_hw = (h + (-h % window), w + (-w % window)) if window > 0 else (h, w)
-        if spec.window_size > 0:
-            x = window_unpartition(x, window, padded_hw, (h, w))
 
         drop = DropPath(self.drop_path, name="drop_path")
         x = shortcut + drop(x, deterministic)
