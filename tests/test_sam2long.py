@@ -9,15 +9,13 @@ object is confident, the pathways stay copies of one, so 3 pathways give the mas
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from sam2_jax import build_sam2, build_sam2_video_predictor
 from sam2_jax.cli.common import bundled
+from sam2_jax.cli.prompt_file import load_prompts
 from sam2_jax.memory import get_policy
 from sam2_jax.memory.policies.sam2long import PathwayRow, _rank_weights
 from sam2_jax.video.frames import VideoFrames
@@ -145,11 +143,11 @@ def _session(policy) -> np.ndarray:
     predictor = build_sam2_video_predictor(memory_policy=policy, progress=False)
     state = predictor.init_state(FRAMES, max_frames=16)
     # the clip's own clicks (one inside each shape on frame 0), so both objects exist to track
-    for obj in json.loads(Path(bundled("shapes_clip/prompts.json")).read_text())["objects"]:
-        prompt = obj["prompts"][0]
+    for prompt in load_prompts(bundled("shapes_clip/prompts.json")):
         predictor.add_new_points_or_box(
-            state, prompt["frame"], obj["id"], points=prompt["points"], labels=prompt["labels"]
-        )
+            state, prompt["frame"], prompt["obj_id"], points=prompt["points"],
+            labels=prompt["labels"],
+        )  # fmt: skip
     out = {f: np.asarray(m)[:, 0] for f, _, m in predictor.propagate_in_video(state)}
     return np.stack([out[f] for f in range(16)])
 

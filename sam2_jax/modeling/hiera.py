@@ -17,14 +17,16 @@ from sam2_jax.modeling.matmul import Dense, einsum
 _LN_EPS = 1e-6  # the reference builds Hiera's LayerNorms with eps=1e-6
 
 
-def window_partition(x: jax.Array, window: int, pad_value: jax.Array | None = None) -> jax.Array:
+def window_partition(
+    x: jax.Array, window: int, pad_value: jax.Array | None = None
+) -> tuple[jax.Array, tuple[int, int]]:
     """Pads bottom/right to a multiple of `window` and cuts non-overlapping windows.
 
     Args:
       x: (B, H, W, C).
       pad_value: (1, 1, 1, C) the padding tokens' value; None: zeros.
     Returns:
-      windows (B * nH * nW, window, window, C) in row-major window order.
+      windows (B * nH * nW, window, window, C) in row-major window order, and (Hp, Wp).
     """
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
@@ -36,7 +38,7 @@ def window_partition(x: jax.Array, window: int, pad_value: jax.Array | None = No
             x = jnp.where(inside[None, :, :, None], x, pad_value.astype(x.dtype))
     # (B, nH, win, nW, win, C) -> (B, nH, nW, win, win, C) -> (B*nH*nW, win, win, C)
     x = x.reshape(b, hp // window, window, wp // window, window, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
 
 
 def window_unpartition(
@@ -112,17 +114,17 @@ class MultiScaleAttention(nn.Module):
         if window > 0:
             # the projections of a zero (padding) token, each (1, 1, 1, dim_out)
             zero = qkv(jnp.zeros((1, 1, c), x.dtype))
-            q, k, v = (
+            (q, padded_hw), (k, _), (v, _) = (
                 window_partition(t, window, pad.reshape(1, 1, 1, self.dim_out))
                 for t, pad in zip((q, k, v), zero, strict=True)
             )  # (B * windows, win, win, dim_out) each
-            padded_hw = (h + (-h % window), w + (-w % window))
         bw, hk, wk = k.shape[:3]  # (B * windows, win, win) or (B, H, W)
         if self.q_stride is not None:
             sh, sw = self.q_stride
             q = max_pool_2d(q, self.q_stride)  # within each window, as the reference
-            h, w, window = h // sh, w // sw, window // sh
-            padded_hw = (padded_hw[0] // sh, padded_hw[1] // sw) if window > 0 else None
+            h, w = h // sh, w // sw
+            if window > 0:
+                window, padded_hw = window // sh, (padded_hw[0] // sh, padded_hw[1] // sw)
         hq, wq = q.shape[1:3]
         out = dot_product_attention(
             q.reshape(bw, hq * wq, self.num_heads, head_dim),
