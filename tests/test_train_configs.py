@@ -68,6 +68,8 @@ def test_unknown_phase_is_an_error():
         ("optim.schedule=linear", "optim.schedule='linear': must be 'cosine' or 'constant'"),
         ("compute_dtype=float64", "compute_dtype='float64': must be one of float32, bfloat16"),
         ("steps", "override 'steps' is not key=value (e.g. steps=200)"),
+        ("optim.trainable=()", "optim.trainable=(): must name at least one pattern"),
+        ("optim.trainable=(1,)", "optim.trainable=(1,): expected a tuple of texts, got tuple"),
     ],
 )
 def test_a_bad_override_is_one_line_naming_the_key_and_value(override, message):
@@ -87,6 +89,12 @@ def test_overrides_take_the_type_of_their_field():
     assert cfg.workdir == "2024" and cfg.init_checkpoint is None and cfg.optim.clip_norm is None
     assert cfg.data_options == (("num_threads", 0),) and cfg.remat is True
     assert cfg.stop_at_step == 5
+    for text, patterns in (
+        ("sam_mask_decoder/*", ("sam_mask_decoder/*",)),
+        ("sam_mask_decoder/*, memory_attention/*", ("sam_mask_decoder/*", "memory_attention/*")),
+        ("('a/*', 'b')", ("a/*", "b")),
+    ):
+        assert apply_overrides(cfg, [f"optim.trainable={text}"]).optim.trainable == patterns
 
 
 def test_a_misspelt_objective_option_names_the_close_field():

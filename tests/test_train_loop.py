@@ -32,7 +32,7 @@ from sam2_jax.train.checkpointing import Checkpointer, CorruptCheckpointError
 from sam2_jax.train.config import ConfigError, TrainConfig
 from sam2_jax.train.export import read_run_params
 from sam2_jax.train.loop import train
-from sam2_jax.train.task import remat
+from sam2_jax.train.task import Task, remat
 from tests.train_standin import (
     STEPS,
     ArrayBatches,
@@ -167,6 +167,23 @@ def test_stop_at_step_then_rerun_equals_uninterrupted(single, tmp_path):
     np.testing.assert_allclose(losses(second["history"]), losses(ref["history"])[3:], rtol=RTOL)
     with pytest.raises(ConfigError, match=r"stop_at_step=0: must be >= 1"):
         run(dataclasses.replace(cfg, stop_at_step=0), devices=jax.devices()[:1])
+
+
+def test_a_run_recorded_before_a_field_existed_resumes_at_its_default(tmp_path):
+    """config.json of an older run lacks fields added since; they count as their defaults
+    (how that run behaved), so it resumes, and a non-default value is still refused."""
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path), steps=2)
+    run(cfg, devices=jax.devices()[:1])
+    record = json.loads((tmp_path / "config.json").read_text())
+    del record["optim"]["trainable"]
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    longer = run(dataclasses.replace(cfg, steps=3), devices=jax.devices()[:1])
+    assert longer["resumed_from"] == 2 and int(longer["state"].step) == 3
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    head_only = dataclasses.replace(cfg.optim, trainable=("head/*",))
+    frozen = dataclasses.replace(cfg, steps=4, optim=head_only)
+    with pytest.raises(ValueError, match=r"optim.trainable: \['\*'\] -> \['head/\*'\]"):
+        run(frozen, devices=jax.devices()[:1])
 
 
 def test_resuming_under_another_recipe_is_refused(tmp_path):
@@ -433,3 +450,28 @@ def test_two_process_run_trains_and_checkpoints(single, tmp_path):
     assert "mesh {'data': 2, 'fsdp': 1} on 2 cpu" in logs[0][0].read_text()
     np.testing.assert_allclose(_metrics(workdir), losses(ref["history"]), rtol=RTOL)
     assert_trees_close(_restore_final(workdir, ref["state"]), ref["state"])
+
+
+def test_frozen_params_stay_and_the_rest_trains_as_if_they_were_constants(single, tmp_path):
+    """`optim.trainable` freezes every other param: it keeps its initial value exactly (no
+    weight decay either), and the trained ones follow the run of a task that holds the frozen
+    params as constants (so the gradient clipping sees only the trained gradients)."""
+    head_only = dataclasses.replace(BASE.optim, trainable=("head/*",))
+    cfg = dataclasses.replace(BASE, workdir=str(tmp_path / "frozen"), optim=head_only)
+    task = standin_task(cfg)
+    out = train(cfg, task=task, data=ArrayBatches(cfg, seed=0), devices=jax.devices()[:1])
+    params = out["state"].params
+    encoder = task.params["image_encoder"]
+    kept = jax.tree.leaves(params["image_encoder"])
+    for got, start in zip(kept, jax.tree.leaves(encoder), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), start)
+    assert not np.allclose(np.asarray(params["head"]["kernel"]), task.params["head"]["kernel"])
+
+    def head_only_loss(head, batch, key):
+        return task.loss_fn({"image_encoder": encoder, **head}, batch, key)
+
+    constants = Task(params={"head": task.params["head"]}, loss_fn=head_only_loss)
+    plain = dataclasses.replace(BASE, workdir=str(tmp_path / "constants"))
+    ref = train(plain, task=constants, data=ArrayBatches(plain, seed=0), devices=jax.devices()[:1])
+    assert_trees_close(params["head"], ref["state"].params["head"], rtol=0, atol=0)
+    np.testing.assert_array_equal(losses(out["history"]), losses(ref["history"]))

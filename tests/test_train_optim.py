@@ -20,7 +20,7 @@ import torch
 from sam2_jax.convert import RULES, state_dict_to_params
 from sam2_jax.convert.state_dict import _match
 from sam2_jax.train import optim
-from sam2_jax.train.config import OptimConfig
+from sam2_jax.train.config import ConfigError, OptimConfig
 from tests.reference import build_reference
 
 pytest.importorskip("fvcore")
@@ -208,3 +208,25 @@ def test_reference_buffers_are_not_trained(reference_model):
         assert optim.lr_multiplier(_flax_path(name), cfg, 12) == 0.0, name
     trained = optim.lr_multiplier(_flax_path("sam_mask_decoder.iou_token.weight"), cfg, 12)
     assert trained == 1e-3
+
+
+def test_trainable_patterns_freeze_every_other_param(reference_model):
+    """`OptimConfig.trainable`: params matching none of the patterns get LR 0 and are marked
+    frozen (the train step stops their gradient); a pattern matching no param is refused."""
+    named = dict(reference_model.named_parameters())
+    named.update(dict(reference_model.named_buffers()))
+    named = {n: t for n, t in named.items() if _match(n, RULES, "to_flax") is not None}
+    params = _shapes_of(named)  # only the paths matter
+    patterns = ("sam_mask_decoder/iou_prediction_head/*", "*/obj_score_token/*")
+    cfg = OptimConfig(base_lr=1e-3, vision_lr=2e-3, trainable=patterns)
+    lrs = optim.flat_paths(optim.lr_tree(params, cfg))
+    frozen = optim.flat_paths(optim.frozen_tree(params, cfg))
+    trained = sorted(p for p, lr in lrs.items() if lr > 0)
+    head = [p for p in lrs if p.startswith("sam_mask_decoder/iou_prediction_head/")]
+    assert len(head) == 6  # 3 layers' kernel and bias
+    assert trained == sorted(head + ["sam_mask_decoder/obj_score_token/embedding"])
+    assert sorted(p for p, f in frozen.items() if not f) == trained
+    everything = optim.flat_paths(optim.lr_tree(params, OptimConfig(base_lr=1e-3, vision_lr=2e-3)))
+    assert sum(lr > 0 for lr in everything.values()) == len(everything) - 1  # the Fourier buffer
+    with pytest.raises(ConfigError, match=r"pattern 'sam_mask_decodr/\*' matches no param"):
+        optim.make_optimizer(params, OptimConfig(trainable=("sam_mask_decodr/*",)), 10)

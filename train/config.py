@@ -49,6 +49,10 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1.0e-8
     clip_norm: float | None = 0.1  # global gradient norm (None: no clipping)
+    # fnmatch patterns of the Flax param paths that train ("sam_mask_decoder/*"; `*` also
+    # matches across '/'); every other
+    # param is frozen: LR 0 and no gradient computed for it (its backward is not built).
+    trainable: tuple[str, ...] = ("*",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +172,11 @@ def _is_pairs(value: Any) -> bool:
     )
 
 
+def _is_texts(option: Any) -> bool:
+    """Whether a tuple type is `tuple[str, ...]` (the other tuple fields hold pairs)."""
+    return typing.get_args(option) == (str, Ellipsis)
+
+
 def _fits(value: Any, option: Any) -> bool:
     """Whether `value` has the type `option` (an int is a float; a bool is no number)."""
     if option is type(None):
@@ -177,6 +186,8 @@ def _fits(value: Any, option: Any) -> bool:
     if option is float:
         return isinstance(value, int | float)
     if typing.get_origin(option) is tuple:
+        if _is_texts(option):
+            return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
         return _is_pairs(value)
     return isinstance(value, option)
 
@@ -187,7 +198,11 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "True or False", str:
 def _describe(hint: Any) -> str:
     """`int | None` -> "an integer or None"."""
     words = [
-        "None" if o is type(None) else _TYPE_NAMES.get(o, "a tuple of (name, value) pairs")
+        "None"
+        if o is type(None)
+        else "a tuple of texts"
+        if _is_texts(o)
+        else _TYPE_NAMES.get(o, "a tuple of (name, value) pairs")
         for o in _options(hint)
     ]
     return " or ".join(words)
@@ -204,6 +219,9 @@ def _coerce(text: str, hint: Any) -> Any:
     options = _options(hint)
     if value is None:
         return value
+    if any(_is_texts(o) for o in options) and isinstance(value, str):
+        # `optim.trainable=sam_mask_decoder/*,memory_attention/*`: comma-separated patterns
+        return tuple(part.strip() for part in value.split(","))
     if float in options and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if str in options and not isinstance(value, str):
@@ -242,6 +260,7 @@ RULES: dict[str, Rule] = {
     "optim.b2": _BELOW_1,
     "optim.eps": _POSITIVE,
     "optim.clip_norm": (lambda v: v is None or _POSITIVE[0](v), "must be > 0 (or None: no clip)"),
+    "optim.trainable": (lambda v: len(v) > 0 and all(v), "must name at least one pattern"),
     "mesh.data": (lambda v: v == -1 or v >= 1, "must be >= 1, or -1 (every device fsdp leaves)"),
     "mesh.fsdp": _AT_LEAST_1,
     "mesh.fsdp_min_size": _AT_LEAST_1,
@@ -355,12 +374,17 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(recorded: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Fields that differ between a run's recorded config.json and `config`.
 
+    A field the record lacks (added to `TrainConfig` after the run was recorded) counts as its
+    default, which is how that run behaved.
+
     Returns {dotted field: (recorded value, new value)}, values as JSON gives them back.
     """
     import json
 
-    current = json.loads(json.dumps(to_dict(config), default=str))  # tuples -> lists, as saved
-    old, new = _flatten(recorded), _flatten(current)
+    def as_saved(c: TrainConfig) -> dict[str, Any]:  # tuples -> lists, as config.json holds
+        return _flatten(json.loads(json.dumps(to_dict(c), default=str)))
+
+    old, new = {**as_saved(TrainConfig()), **_flatten(recorded)}, as_saved(config)
     return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
             if old.get(k) != new.get(k)}  # fmt: skip
 

@@ -29,7 +29,7 @@ import optax
 from sam2_jax.train import sharding as shd
 from sam2_jax.train.checkpointing import Checkpointer
 from sam2_jax.train.config import ConfigError, TrainConfig, check_resume, to_dict, validate
-from sam2_jax.train.optim import make_optimizer
+from sam2_jax.train.optim import frozen_tree, make_optimizer
 from sam2_jax.train.task import LossFn, Task, import_function
 
 
@@ -41,12 +41,28 @@ class TrainState:
     rng: jax.Array  # (2,) uint32 base key; step k uses fold_in(rng, k)
 
 
-def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, lr_shape: Callable):
-    """(state, batch) -> (new state, metrics); pure, for jax.jit."""
+def make_train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    lr_shape: Callable,
+    frozen: Any = None,
+):
+    """(state, batch) -> (new state, metrics); pure, for jax.jit.
+
+    `frozen`: a tree of bools like the params (`optim.frozen_tree`); the gradient of every
+    True leaf is stopped before the loss, so its backward is never built (its gradient is 0).
+    """
+
+    def differentiated(params: Any) -> Any:
+        if frozen is None:
+            return params
+        return jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        (loss, metrics), grads = jax.value_and_grad(
+            lambda params: loss_fn(differentiated(params), batch, key), has_aux=True
+        )(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics)
@@ -250,7 +266,7 @@ def train(
     first = next(data)
     batch_sh = shd.batch_shardings(first, mesh, cfg.mesh)
     step_fn = jax.jit(
-        make_train_step(task.loss_fn, tx, lr_shape),
+        make_train_step(task.loss_fn, tx, lr_shape, frozen_tree(task.params, cfg.optim)),
         in_shardings=(state_sh, batch_sh),
         out_shardings=(state_sh, shd.replicated(mesh)),
         donate_argnums=0,

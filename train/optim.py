@@ -7,7 +7,11 @@ its Flax path:
 - LR: `vision_lr` for `image_encoder/*`, `base_lr` elsewhere, times Hiera layer decay inside
   `image_encoder/trunk`: with D trunk blocks, block i gets `layer_decay ** (D - i)`,
   `patch_embed` gets `layer_decay ** (D + 1)`, and `pos_embed*` gets 1.0 (the config's override).
-- LR 0 for the prompt encoder's random Fourier matrix, a buffer (not trained) in the reference.
+- LR 0 for the prompt encoder's random Fourier matrix, a buffer (not trained) in the reference,
+  and for every param that matches none of `trainable` (fnmatch patterns on Flax paths).
+  `frozen_tree` marks every LR-0 param; the train step stops their gradients, so their
+  backward is not computed at all (`optim.trainable=sam_mask_decoder/*` trains the decoder
+  for the cost of its own backward).
 - Weight decay 0 for every bias and for the parameters of torch `nn.LayerNorm` modules (the
   Hiera block norms, memory-attention norms, two-way transformer norms); the channel-first
   `LayerNorm2d` scales of the reference (memory encoder, mask up/down-scaling) are not
@@ -30,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam2_jax.train.config import OptimConfig
+from sam2_jax.train.config import ConfigError, OptimConfig
 
 TRUNK = "image_encoder/trunk/"
 # Flax paths of params whose torch modules are `nn.LayerNorm` (no weight decay there).
@@ -71,9 +75,30 @@ def trunk_depth(params: Mapping[str, Any]) -> int:
     return max(blocks) + 1 if blocks else 0
 
 
+def is_trainable(path: str, cfg: OptimConfig) -> bool:
+    """Whether a param's Flax path matches one of `cfg.trainable`."""
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in cfg.trainable)
+
+
+def check_trainable(params: Mapping[str, Any], cfg: OptimConfig) -> None:
+    """Refuses a `trainable` pattern that matches no param (a misspelt path trains nothing).
+
+    Raises:
+      ConfigError: naming the pattern and the params' top-level groups.
+    """
+    paths = list(flat_paths(params))
+    for pattern in cfg.trainable:
+        if not any(fnmatch.fnmatchcase(path, pattern) for path in paths):
+            groups = sorted({path.split("/")[0] for path in paths})
+            raise ConfigError(
+                f"optim.trainable pattern {pattern!r} matches no param; the params are under "
+                f"{', '.join(groups)} (e.g. {paths[0]!r})"
+            )
+
+
 def lr_multiplier(path: str, cfg: OptimConfig, depth: int) -> float:
     """Peak LR of one param (before the schedule shape), from its Flax path."""
-    if path.rsplit("/", 1)[-1] in FROZEN_NAMES:
+    if path.rsplit("/", 1)[-1] in FROZEN_NAMES or not is_trainable(path, cfg):
         return 0.0
     if not path.startswith("image_encoder/"):
         return cfg.base_lr
@@ -99,6 +124,11 @@ def has_weight_decay(path: str) -> bool:
 def lr_tree(params: Mapping[str, Any], cfg: OptimConfig) -> dict:
     depth = trunk_depth(params)
     return _map_paths(lambda p: lr_multiplier(p, cfg, depth), params)
+
+
+def frozen_tree(params: Mapping[str, Any], cfg: OptimConfig) -> dict:
+    """True for every param that never changes (LR 0): the train step stops its gradient."""
+    return jax.tree.map(lambda lr: lr == 0.0, lr_tree(params, cfg))
 
 
 def weight_decay_mask(params: Mapping[str, Any]) -> dict:
@@ -163,6 +193,7 @@ def make_optimizer(
       cfg: optimizer settings.
       total_steps: length of the run (the cosine reaches `end_lr_ratio` there).
     """
+    check_trainable(params, cfg)
     shape = schedule_shape(cfg, total_steps)
     parts = []
     if cfg.clip_norm is not None:
