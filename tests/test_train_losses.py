@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 loss_fns = pytest.importorskip("training.loss_fns")
 
+from sam2_jax.train import losses as train_losses  # noqa: E402
 from sam2_jax.train.losses import LossConfig, frame_losses, weighted_total  # noqa: E402
 
 N, H, W, K = 3, 24, 24, 3  # objects, mask size, step slots per frame
@@ -145,3 +146,47 @@ def test_loss_and_gradients_match_reference(case, object_valid):
         used[f, objects[:, None], k, :, :, :m] = True
     assert np.all(g_logits[~used] == 0)
     assert worst < 1e-4
+
+
+def test_iou_ranking_loss_counts_wrongly_ordered_pairs_by_what_they_cost():
+    """`iou_rank_weight` (not in the reference): on multimask steps loss_iou gains the pairwise
+    logistic ranking term, written out here pair by pair; single-mask steps and weight 0 keep
+    the reference's loss exactly."""
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(0, 1, (5, 3)).astype(np.float32)
+    actual = rng.uniform(0, 1, (5, 3)).astype(np.float32)
+    actual[4] = 0.5  # three equal masks: nothing to rank
+    valid = np.ones((1, 3), bool)
+    rank = train_losses.iou_ranking_loss
+    got = np.asarray(rank(jnp.asarray(pred), jnp.asarray(actual), valid, 0.05))
+    for n in range(5):
+        terms = []
+        for j, k in ((0, 1), (0, 2), (1, 2)):
+            gap = actual[n, j] - actual[n, k]
+            margin = np.sign(gap) * (pred[n, j] - pred[n, k]) / 0.05
+            terms.append(abs(gap) * np.log1p(np.exp(-margin)))
+        np.testing.assert_allclose(got[n], np.mean(terms), rtol=1e-5)
+    assert got[4] == 0.0
+    right = np.asarray(rank(jnp.asarray(actual), jnp.asarray(actual), valid, 0.05))
+    assert (right[:4] < got[:4]).all()  # predicting the true IoUs ranks better than noise
+    two = np.array([[True, True, False]])
+    only_two = rank(jnp.asarray(pred), jnp.asarray(actual), two, 0.05)
+    gap = actual[:, 0] - actual[:, 1]
+    expected = np.abs(gap) * np.log1p(np.exp(-np.sign(gap) * (pred[:, 0] - pred[:, 1]) / 0.05))
+    np.testing.assert_allclose(np.asarray(only_two), expected, rtol=1e-5)
+
+    logits = jnp.asarray(rng.normal(0, 2, (5, 16, 16, 3)).astype(np.float32))
+    targets = jnp.asarray(rng.uniform(size=(5, 16, 16)) > 0.5)
+    score = jnp.zeros((5, 1))
+    plain = train_losses.LossConfig()
+    ranked = train_losses.LossConfig(iou_rank_weight=2.0)
+    for num_masks in (1, 3):
+        a = train_losses.step_losses(logits, jnp.asarray(pred), score, targets, num_masks, plain)
+        b = train_losses.step_losses(logits, jnp.asarray(pred), score, targets, num_masks, ranked)
+        for name in ("loss_mask", "loss_dice", "loss_class"):
+            np.testing.assert_array_equal(a[name], b[name])
+        extra = np.asarray(b["loss_iou"] - a["loss_iou"])
+        if num_masks == 1:
+            np.testing.assert_array_equal(extra, 0.0)
+        else:
+            assert (extra > 0).all()

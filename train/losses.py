@@ -6,7 +6,8 @@ For every frame and every simulated interaction step the model predicts M candid
 - focal loss (alpha 0.25, gamma 2, mean over pixels) and dice loss per candidate; the candidate
   with the lowest `w_mask * focal + w_dice * dice` is the one supervised;
 - L1 (or MSE) between predicted and actual IoU of `logits > 0`, averaged over all candidates
-  (`supervise_all_iou`) or taken at the chosen one;
+  (`supervise_all_iou`) or taken at the chosen one; optionally (`iou_rank_weight` > 0, not in
+  the reference) plus a pairwise ranking term on multimask steps (`iou_ranking_loss`);
 - mask, dice and IoU losses count only where the object is present in the ground truth;
 - the object score gets a binary cross-entropy against "the ground truth is non-empty".
 
@@ -40,6 +41,10 @@ class LossConfig:
     iou_use_l1_loss: bool = True
     focal_alpha_obj_score: float = -1.0  # < 0: no alpha weighting (plain BCE with gamma 0)
     focal_gamma_obj_score: float = 0.0
+    # Not in the reference (0 keeps it exact): a pairwise ranking term added to loss_iou on
+    # multimask steps, so the candidate the predictor picks (highest predicted IoU) is the best.
+    iou_rank_weight: float = 0.0
+    iou_rank_temperature: float = 0.05  # predicted-IoU difference that counts as one logit
 
 
 def _sigmoid_and_log1p_exp(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -85,7 +90,7 @@ def multimask_losses(
       pred_ious: (N, M) predicted IoUs.
 
     Returns:
-      focal (N, M) mean over pixels, dice (N, M), iou (N, M).
+      focal (N, M) mean over pixels, dice (N, M), iou loss (N, M), actual IoU (N, M).
     """
     logits = logits.astype(jnp.float32)
     y = targets.astype(jnp.float32)[..., None]  # (N, H, W, 1), broadcast over M
@@ -103,7 +108,33 @@ def multimask_losses(
     actual_iou = inter / jnp.maximum(union, 1.0)  # no gradient: a count ratio
     diff = pred_ious.astype(jnp.float32) - actual_iou
     iou = jnp.abs(diff) if cfg.iou_use_l1_loss else diff**2
-    return focal, dice, iou
+    return focal, dice, iou, actual_iou
+
+
+def iou_ranking_loss(
+    pred_ious: jax.Array, actual_ious: jax.Array, slot_valid: jax.Array, temperature: float
+) -> jax.Array:
+    """How often, weighted by what it costs, the predicted IoUs order two candidates wrongly.
+
+    For every pair (j, k) of real candidates: |a_j - a_k| * softplus(-s (p_j - p_k) / t), with
+    s = sign(a_j - a_k), averaged over the pairs: a logistic ranking loss weighted by the IoU
+    lost when the worse of the two is picked (pairs of equal masks cost nothing).
+
+    Args:
+      pred_ious: (N, M) predicted IoUs; actual_ious: (N, M) (no gradient).
+      slot_valid: (1, M) or (N, M) bool, the real candidates.
+
+    Returns:
+      (N,) the loss per object (0 with fewer than two real candidates).
+    """
+    p = pred_ious.astype(jnp.float32)
+    a = jax.lax.stop_gradient(actual_ious)
+    gap = a[:, :, None] - a[:, None, :]  # (N, M, M): a_j - a_k
+    margin = (p[:, :, None] - p[:, None, :]) * jnp.sign(gap) / temperature  # (N, M, M)
+    pair = slot_valid[:, :, None] & slot_valid[:, None, :]  # (N or 1, M, M)
+    pair = pair & (jnp.arange(p.shape[1])[:, None] < jnp.arange(p.shape[1])[None, :])  # j < k
+    cost = jnp.abs(gap) * jax.nn.softplus(-margin) * pair
+    return cost.sum(axis=(1, 2)) / jnp.maximum(pair.sum(axis=(1, 2)), 1)
 
 
 def step_losses(
@@ -127,7 +158,7 @@ def step_losses(
       dict of (N,) arrays: loss_mask, loss_dice, loss_iou, loss_class.
     """
     n, m = pred_ious.shape
-    focal, dice, iou = multimask_losses(logits, targets, pred_ious, cfg)
+    focal, dice, iou, actual_iou = multimask_losses(logits, targets, pred_ious, cfg)
     slot_valid = jnp.arange(m)[None, :] < jnp.asarray(num_masks)  # (1, M)
     combo = cfg.weight_mask * focal + cfg.weight_dice * dice
     best = jnp.argmin(jnp.where(slot_valid, combo, jnp.inf), axis=-1)  # (N,)
@@ -140,6 +171,9 @@ def step_losses(
         loss_iou = jnp.where(multi, mean_iou, iou[:, 0])
     else:
         loss_iou = (iou * pick).sum(-1)
+    if cfg.iou_rank_weight:
+        rank = iou_ranking_loss(pred_ious, actual_iou, slot_valid, cfg.iou_rank_temperature)
+        loss_iou = loss_iou + cfg.iou_rank_weight * jnp.where(multi, rank, 0.0)
     present = targets.reshape(n, -1).any(axis=1).astype(jnp.float32)  # (N,)
     loss_class = sigmoid_focal_loss(
         object_score_logits[:, 0].astype(jnp.float32),
