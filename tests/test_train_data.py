@@ -488,6 +488,34 @@ def test_synthetic_videos_move_occlude_leave_enter():
     assert not np.array_equal(generate_video(0, 2).frames, generate_video(1, 2).frames)
 
 
+def test_occluder_hides_the_first_object_and_changes_nothing_else():
+    """`occluder_prob`: a static bar in front of everything across the first object's path;
+    outside the bar the video is the one without the option, under it no object is visible;
+    the first object goes fully behind it while in the frame and, in some videos, comes out."""
+    with_bar = hidden = back = 0
+    for i in range(40):
+        plain = generate_video(4, i, num_frames=8, height=64, width=64)
+        v = generate_video(4, i, num_frames=8, height=64, width=64, occluder_prob=0.5)
+        changed = (v.frames != plain.frames).any(axis=-1)  # (T, H, W)
+        bar = changed.any(axis=0)  # (H, W): the bar, where it differs from what is behind
+        np.testing.assert_array_equal(changed, np.broadcast_to(bar, changed.shape))
+        np.testing.assert_array_equal(v.masks[..., ~bar], plain.masks[..., ~bar])
+        assert not v.masks[..., bar].any()
+        np.testing.assert_array_equal(v.amodal, plain.amodal)
+        if not bar.any():
+            continue
+        with_bar += 1
+        rows, cols = bar.any(axis=1), bar.any(axis=0)
+        assert rows.all() or cols.all()  # a band across the whole frame
+        area, inside = v.masks[:, 0].sum(axis=(1, 2)), v.amodal[:, 0].any(axis=(1, 2))
+        gone = np.flatnonzero((area == 0) & inside)
+        hidden += int(gone.size > 0)
+        back += int(gone.size > 0 and (area[gone[-1] + 1 :] > 0).any())
+    assert 10 <= with_bar <= 30 and hidden >= with_bar // 2 and back >= 3, (with_bar, hidden, back)
+    with pytest.raises(ValueError, match="occluder_prob must be in"):
+        generate_video(0, 0, occluder_prob=1.5)
+
+
 def test_loader_position_saved_with_orbax(synthetic_dir, tmp_path):
     """The iterator position travels in an Orbax checkpoint beside the params."""
     import grain

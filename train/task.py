@@ -183,11 +183,13 @@ def synthetic_stream_data(
     shard_count: int,
     num_videos: int = 1_000_000,
     video_frames: int = 12,
+    occluder_prob: float = 0.0,
     **options: Any,
 ) -> Iterator[dict]:
     """Moving shapes at `cfg.image_size` made as they are read: `num_videos` videos of the
     train stream (the first ones are those `synthetic_data` prepares), nothing stored. Pass
-    `num_workers` (a DataConfig field, through `data_options`) to make them on several cores.
+    `num_workers` (a DataConfig field, through `data_options`) to make them on several cores,
+    `occluder_prob` for bars the first object goes fully behind (`generate_video`).
     """
     from sam2_jax.train.data.shapes_source import MovingShapesSource
 
@@ -199,6 +201,7 @@ def synthetic_stream_data(
         height=cfg.image_size,
         width=cfg.image_size,
         num_objects=cfg.max_objects,
+        occluder_prob=occluder_prob,
     )
     return tfds_data(
         cfg,

@@ -34,6 +34,7 @@ def moving_shapes_record(
     height: int = 128,
     width: int = 128,
     num_objects: int = 3,
+    occluder_prob: float = 0.0,
 ) -> dict[str, object]:
     """The record of video `index` of `split`: frames as PNG, masks as COCO RLE."""
     video = synthetic.generate_video(
@@ -43,6 +44,7 @@ def moving_shapes_record(
         height=height,
         width=width,
         num_objects=num_objects,
+        occluder_prob=occluder_prob,
     )
     name = f"{split}_{index:06d}"
     t, o = video.masks.shape[:2]
@@ -75,13 +77,19 @@ class MovingShapesSource:
         height: int = 128,
         width: int = 128,
         num_objects: int = 3,
+        occluder_prob: float = 0.0,
     ):
         if num_videos < 1:
             raise ValueError(f"num_videos must be >= 1, got {num_videos}")
         self.num_videos = num_videos
         self.split = split
         self.generator = dict(
-            seed=seed, num_frames=num_frames, height=height, width=width, num_objects=num_objects
+            seed=seed,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            num_objects=num_objects,
+            occluder_prob=occluder_prob,
         )
 
     def __len__(self) -> int:

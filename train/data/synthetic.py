@@ -6,6 +6,12 @@ ground-truth mask is its visible part (occluded pixels belong to the object in f
 The first object always starts fully inside the first frame, so every clip starting at frame 0
 has a target; the others start anywhere, some outside the frame, and all move in straight lines
 (with a little acceleration) without bouncing, so they can leave.
+
+With `occluder_prob` > 0 a video may also get an occluder: a textured bar in front of
+everything, across the first object's path, as wide as 1-1.8 times that object's extent along
+its motion, so the object goes fully behind it for some frames and comes out on the other side
+(the case where a tracker must find its target again). Its draws come from a stream of their
+own, so the videos without one are the same as with `occluder_prob=0`.
 """
 
 from __future__ import annotations
@@ -68,8 +74,15 @@ def generate_video(
     height: int = 128,
     width: int = 128,
     num_objects: int = 3,
+    occluder_prob: float = 0.0,
 ) -> SyntheticVideo:
-    """One synthetic video, a pure function of (seed, index)."""
+    """One synthetic video, a pure function of (seed, index) and the settings.
+
+    occluder_prob: the chance of a bar in front of everything across the first object's path
+      (see the module docstring); 0 gives the videos of the generator without the option.
+    """
+    if not 0.0 <= occluder_prob <= 1.0:
+        raise ValueError(f"occluder_prob must be in [0, 1], got {occluder_prob}")
     if num_objects < 1 or num_frames < 1 or min(height, width) < 16:
         raise ValueError(
             f"need num_objects >= 1, num_frames >= 1, size >= 16; got {num_objects}, "
@@ -104,6 +117,8 @@ def generate_video(
                 "texture": texture(rng, height, width),
             }
         )
+    occluder_rng = np.random.default_rng([seed, index, 1])  # a stream of its own
+    occluder = _occluder(occluder_rng, objects[0], occluder_prob, num_frames, height, width)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     amodal = np.zeros((num_frames, num_objects, height, width), bool)
     masks = np.zeros_like(amodal)
@@ -120,6 +135,37 @@ def generate_video(
             amodal[t, k] = m
             frame[m] = obj["texture"][m]
             owner[m] = k  # later objects are in front
+        if occluder is not None:
+            bar, bar_texture = occluder
+            frame[bar] = bar_texture[bar]
+            owner[bar] = -1
         frames[t] = frame
         masks[t] = owner[None] == np.arange(num_objects)[:, None, None]
     return SyntheticVideo(frames=frames, masks=masks, amodal=amodal)
+
+
+def _occluder(
+    rng: np.random.Generator,
+    target: dict,
+    prob: float,
+    num_frames: int,
+    height: int,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A static bar (mask (H, W) bool, texture (H, W, 3)) across `target`'s path, or None.
+
+    The bar is perpendicular to the target's main direction of motion, centred where the
+    target is at a frame in the middle half of the video, 1-1.8 times the target's extent
+    along that direction wide: the target is fully hidden while it crosses.
+    """
+    if rng.uniform() >= prob or num_frames < 4:
+        return None
+    t_mid = rng.uniform(num_frames / 4, 3 * num_frames / 4)
+    centre = target["pos"] + target["vel"] * t_mid + 0.5 * target["acc"] * t_mid * t_mid
+    axis = int(abs(target["vel"][1]) > abs(target["vel"][0]))  # 0: moves along y, 1: along x
+    extent = 2.0 * max(target["radii"])  # the shape's longest side, whatever its angle
+    half = 0.5 * rng.uniform(1.0, 1.8) * extent
+    yy, xx = np.mgrid[:height, :width]
+    coord = (yy, xx)[axis]
+    bar = np.abs(coord - centre[axis]) <= half  # (H, W)
+    return bar, texture(rng, height, width)
