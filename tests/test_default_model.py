@@ -110,3 +110,19 @@ def test_bfloat16_compute_segments_images_like_float32():
         assert out[dtype][1].dtype == out[dtype][2].dtype == np.float32, dtype
     for a, b in zip(out["float32"][0], out["bfloat16"][0], strict=True):
         assert a.any() and (a == b).mean() >= 0.99
+
+
+def test_bar_clips_hide_the_disk_fully_for_a_few_frames():
+    """The occlusion check's clips: the disk is whole in view on frame 0, fully behind the bar
+    on 2-6 frames (never visible through it) and out again for at least 5 frames."""
+    from sam2_jax.evaluation.occlusion_clips import BarClip, bar_clip, bar_clips
+
+    for clip in bar_clips():
+        empty = ~clip.masks.any(axis=(1, 2))
+        assert 2 <= empty.sum() <= 6 and not empty[0] and len(clip.frames_after()) >= 5
+        area = clip.masks[clip.frames_after()].sum(axis=(1, 2))  # whole: the frame-0 area up
+        np.testing.assert_allclose(area, clip.masks[0].sum(), rtol=0.03)  # to rasterization
+    clip = bar_clip(96, 160, hidden_frames=3, vertical=True)
+    assert isinstance(clip, BarClip) and clip.frames.shape == (30, 96, 160, 3)
+    with pytest.raises(ValueError, match="hidden_frames >= 1"):
+        bar_clip(96, 160, hidden_frames=0)
