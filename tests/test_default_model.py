@@ -126,3 +126,17 @@ def test_bar_clips_hide_the_disk_fully_for_a_few_frames():
     assert isinstance(clip, BarClip) and clip.frames.shape == (30, 96, 160, 3)
     with pytest.raises(ValueError, match="hidden_frames >= 1"):
         bar_clip(96, 160, hidden_frames=0)
+
+
+def test_default_model_finds_the_disk_again_after_a_bar_no_worse_than_committed():
+    """The commit rule's occlusion check (`occlusion_clips.py`), tracked from one click: J over
+    the frames after the disk has come out from behind the bar. The committed (session 9)
+    model finds it again in 1 of the 8 clips (J 0.96 there, 0.00 in the others: once hidden,
+    it keeps predicting the disk absent), as every candidate of sessions 10-11 did; a new
+    default model must find it in at least as many clips. This is the level of a known
+    weakness, not a target (model card, session 11)."""
+    from sam2_jax.evaluation.occlusion_clips import bar_clips, j_after_occlusion
+
+    predictor = build_sam2_video_predictor()
+    scores = np.array([j_after_occlusion(predictor, clip) for clip in bar_clips()])
+    assert (scores > 0.5).sum() >= 1 and scores.max() > 0.9, np.round(scores, 2)
