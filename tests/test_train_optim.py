@@ -226,6 +226,8 @@ def test_trainable_patterns_freeze_every_other_param(reference_model):
     assert len(head) == 6  # 3 layers' kernel and bias
     assert trained == sorted(head + ["sam_mask_decoder/obj_score_token/embedding"])
     assert sorted(p for p, f in frozen.items() if not f) == trained
+    everything_trains = optim.frozen_tree(params, OptimConfig())
+    assert not any(jax.tree.leaves(everything_trains))  # the default step is unchanged
     everything = optim.flat_paths(optim.lr_tree(params, OptimConfig(base_lr=1e-3, vision_lr=2e-3)))
     assert sum(lr > 0 for lr in everything.values()) == len(everything) - 1  # the Fourier buffer
     with pytest.raises(ConfigError, match=r"pattern 'sam_mask_decodr/\*' matches no param"):

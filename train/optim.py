@@ -9,7 +9,7 @@ its Flax path:
   `patch_embed` gets `layer_decay ** (D + 1)`, and `pos_embed*` gets 1.0 (the config's override).
 - LR 0 for the prompt encoder's random Fourier matrix, a buffer (not trained) in the reference,
   and for every param that matches none of `trainable` (fnmatch patterns on Flax paths).
-  `frozen_tree` marks every LR-0 param; the train step stops their gradients, so their
+  `frozen_tree` marks the latter; the train step stops their gradients, so their
   backward is not computed at all (`optim.trainable=sam_mask_decoder/*` trains the decoder
   for the cost of its own backward).
 - Weight decay 0 for every bias and for the parameters of torch `nn.LayerNorm` modules (the
@@ -127,8 +127,10 @@ def lr_tree(params: Mapping[str, Any], cfg: OptimConfig) -> dict:
 
 
 def frozen_tree(params: Mapping[str, Any], cfg: OptimConfig) -> dict:
-    """True for every param that never changes (LR 0): the train step stops its gradient."""
-    return jax.tree.map(lambda lr: lr == 0.0, lr_tree(params, cfg))
+    """True for every param that `cfg.trainable` leaves out: the train step stops its
+    gradient. (The reference's buffers keep theirs, as before `trainable` existed: with the
+    default patterns the compiled step is the one it was.)"""
+    return _map_paths(lambda path: not is_trainable(path, cfg), params)
 
 
 def weight_decay_mask(params: Mapping[str, Any]) -> dict:
