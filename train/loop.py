@@ -53,16 +53,19 @@ def make_train_step(
     True leaf is stopped before the loss, so its backward is never built (its gradient is 0).
     """
 
-    def differentiated(params: Any) -> Any:
-        if frozen is None:
-            return params
-        return jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
+    if frozen is not None and not any(jax.tree.leaves(frozen)):
+        frozen = None  # nothing frozen: the plain step
+
+    def frozen_loss(params: Any, batch: dict, key: jax.Array):
+        params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
+        return loss_fn(params, batch, key)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
-        (loss, metrics), grads = jax.value_and_grad(
-            lambda params: loss_fn(differentiated(params), batch, key), has_aux=True
-        )(state.params)
+        objective = loss_fn if frozen is None else frozen_loss
+        (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, batch, key
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics)
