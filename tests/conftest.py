@@ -27,3 +27,26 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
+
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def no_compilation_cache_writes():
+    """Compiles in this module (and the processes it starts) are not written to the disk cache.
+
+    For the trainer's tests: in full parallel runs, XLA has crashed the test worker (SIGSEGV)
+    inside `executable.serialize()` while writing a compiled train step to the cache, in 3 of
+    3 runs and in different trainer tests, though each of them passes alone. A train step is
+    compiled once per test anyway, so the cache saves little there; reading stays on.
+    Module-scoped, so that it also covers the module's own module-scoped fixtures.
+    """
+    never = 10**9  # seconds: no compile takes this long, so none is written
+    previous = jax.config.jax_persistent_cache_min_compile_time_secs
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", str(never))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", never)
+        yield
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
