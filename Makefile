@@ -22,7 +22,7 @@ demo-image: $(VENV)/.runtime  ## segment an object in the bundled image from two
 test: $(VENV)/.test  ## lint + the whole test suite, parity against the reference included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SAM2_JAX_CHECK_LOCK=1 $(BIN)/python -m pytest -ra -n 2 --dist loadfile --durations=60
+	SAM2_JAX_CHECK_LOCK=1 $(BIN)/python -m pytest -ra -n 2 --dist loadfile --max-worker-restart=0 --durations=60
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
