@@ -60,10 +60,10 @@ def _free_memory_after_each_module():
 def no_compilation_cache_writes():
     """Compiles in this module (and the processes it starts) are not written to the disk cache.
 
-    For the trainer's tests: in full parallel runs, XLA has crashed the test worker (SIGSEGV)
-    inside `executable.serialize()` while writing a compiled train step to the cache, in 3 of
-    3 runs and in different trainer tests, though each of them passes alone. A train step is
-    compiled once per test anyway, so the cache saves little there; reading stays on.
+    For the trainer's SAM 2 steps, each compiled once per run: in full parallel runs whose
+    workers had grown to most of the machine's memory (see `_free_memory_after_each_module`),
+    XLA crashed the worker with SIGSEGV inside `executable.serialize()` while writing one to
+    the cache, twice. Not writing them costs nothing; reading stays on.
     Module-scoped, so that it also covers the module's own module-scoped fixtures.
     """
     never = 10**9  # seconds: no compile takes this long, so none is written

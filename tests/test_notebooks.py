@@ -42,7 +42,6 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_compilation_cache_writes")  # the training notebook's step (conftest)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: pathlib.Path, kernel_name: str):
     notebook = nbformat.read(path, as_version=4)

@@ -33,9 +33,6 @@ from sam2_jax.train.objective import ObjectiveConfig, clip_losses  # noqa: E402
 from sam2_jax.train.prompting import PromptPlan, TrainPromptConfig  # noqa: E402
 from tests import reference as ref  # noqa: E402
 
-# XLA has crashed writing compiled train steps to the disk cache (see conftest).
-pytestmark = pytest.mark.usefixtures("no_compilation_cache_writes")
-
 NAME, SIZE = "sam2.1_hiera_t", 256
 B, T, OBJ = 2, 4, 2  # clips, frames, objects per clip
 NUM_CORRECTION = 3

@@ -41,9 +41,6 @@ from tests.train_standin import (
     standin_task,
 )
 
-# XLA has crashed writing compiled train steps to the disk cache (see conftest).
-pytestmark = pytest.mark.usefixtures("no_compilation_cache_writes")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6  # float32 reductions in another order (sharded, other processes)
 
