@@ -36,7 +36,8 @@ import gc  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+_LIBC_PATH = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_LIBC_PATH) if _LIBC_PATH else None
 
 
 @pytest.fixture(autouse=True, scope="module")
