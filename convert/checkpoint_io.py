@@ -8,7 +8,8 @@ Three on-disk formats are understood (`detect_format`):
   sharded `model.safetensors.index.json`) or a single `.safetensors` file. Read with the
   safetensors numpy API and renamed by `hf_layout`; no torch needed.
 - "converted": a directory written by `save_converted` (`sam2-jax convert`): `config.json`
-  (variant name, image size) and `params/`, an Orbax params-only checkpoint of the Flax tree.
+  (variant name, image size, optionally the memory policy the weights are meant to track
+  with) and `params/`, an Orbax params-only checkpoint of the Flax tree.
 
 `load_checkpoint` turns any of them into a params tree for a `ModelConfig`, strictly: a
 checkpoint of another variant raises `CheckpointMismatchError` naming the expected config, the
@@ -221,6 +222,7 @@ def save_converted(
     *,
     overwrite: bool = False,
     source: str | None = None,
+    memory_policy: str | None = None,
 ) -> pathlib.Path:
     """Writes `out_dir/params` (Orbax, params only) and `out_dir/config.json`.
 
@@ -229,6 +231,8 @@ def save_converted(
       config: the model config the params belong to; its name and image size are recorded.
       overwrite: replace an existing converted checkpoint in `out_dir`.
       source: where the weights came from, recorded for information.
+      memory_policy: the name of the memory policy (`sam2_jax.memory.get_policy`) the video
+        predictors use with these weights when none is given; None: SAM 2's rule.
     """
     import orbax.checkpoint as ocp
 
@@ -249,6 +253,8 @@ def save_converted(
         "image_size": config.image_size,
         "source": source,
     }
+    if memory_policy is not None:
+        meta["memory_policy"] = memory_policy
     write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     return out_dir
 
@@ -263,6 +269,20 @@ def read_converted_config(path: PathLike) -> ModelConfig:
             f"{path} was written by a newer sam2_jax (format version {meta['format_version']})"
         )
     return get_config(meta["name"], image_size=meta.get("image_size"))
+
+
+def read_converted_memory_policy(path: PathLike) -> str | None:
+    """The memory policy name a converted directory's config.json records (None: none).
+
+    Raises:
+      CheckpointFormatError: the entry is not a string.
+    """
+    policy = _read_json(pathlib.Path(path) / CONFIG_FILE).get("memory_policy")
+    if policy is not None and not isinstance(policy, str):
+        raise CheckpointFormatError(
+            f"{path}: config.json's memory_policy must be a policy name, got {policy!r}"
+        )
+    return policy
 
 
 def read_converted(path: PathLike) -> tuple[ModelConfig, dict[str, Any]]:

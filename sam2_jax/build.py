@@ -29,6 +29,9 @@ class SAM2Model:
       params: the params tree (without the outer 'params' key), leaves as jax.Arrays.
       random_weights: True when no checkpoint was given and params are a random init.
       checkpoint: the path the weights were read from (None for a random init).
+      memory_policy: the name of the memory policy the checkpoint records (a converted
+        directory's config.json `memory_policy`; the bundled default model's is "dam4sam"),
+        which the video predictors use when not given one; None: SAM 2's rule.
     """
 
     config: ModelConfig
@@ -36,6 +39,7 @@ class SAM2Model:
     params: dict[str, Any]
     random_weights: bool = False
     checkpoint: str | None = None
+    memory_policy: str | None = None
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -93,7 +97,28 @@ def build_sam2(
     config, params = load_checkpoint(checkpoint, config_name, image_size=image_size)
     params = jax.device_put(params)
     module = SAM2(config, dtype=dtype)
-    return SAM2Model(config, module, params, checkpoint=os.fspath(checkpoint))
+    policy = _recorded_memory_policy(checkpoint)
+    return SAM2Model(config, module, params, checkpoint=os.fspath(checkpoint), memory_policy=policy)
+
+
+def _recorded_memory_policy(checkpoint: str | os.PathLike) -> str | None:
+    """The memory policy a converted directory names, checked against the known ones."""
+    from sam2_jax.convert.checkpoint_io import (
+        CheckpointFormatError,
+        detect_format,
+        read_converted_memory_policy,
+    )
+    from sam2_jax.memory.policies import POLICIES
+
+    if detect_format(checkpoint) != "converted":
+        return None
+    policy = read_converted_memory_policy(checkpoint)
+    if policy is not None and policy not in POLICIES:
+        raise CheckpointFormatError(
+            f"{checkpoint}: config.json names the unknown memory policy {policy!r}; known: "
+            f"{', '.join(POLICIES)}"
+        )
+    return policy
 
 
 def default_model_dir() -> pathlib.Path:

@@ -38,6 +38,38 @@ def test_builders_without_arguments_load_the_default_model():
     assert build_sam2("sam2.1_hiera_nano").random_weights  # a name alone: random init
 
 
+def test_the_default_model_tracks_with_the_memory_policy_it_names(tmp_path):
+    """The bundled config.json names DAM4SAM's memory (model card: "Memory policy"); the
+    predictors use it unless given another, and a checkpoint naming none gets SAM 2's rule."""
+    import shutil
+
+    from sam2_jax.convert.checkpoint_io import CheckpointFormatError
+    from sam2_jax.memory.policies import Dam4SamPolicy
+    from sam2_jax.memory.policy import ReferencePolicy
+    from sam2_jax.video.stream import StreamTracker
+
+    model = build_sam2()
+    assert model.memory_policy == "dam4sam"
+    assert isinstance(build_sam2_video_predictor(progress=False).memory_policy, Dam4SamPolicy)
+    assert isinstance(StreamTracker(model, (64, 64)).memory_policy, Dam4SamPolicy)
+    chosen = build_sam2_video_predictor(memory_policy="reference", progress=False)
+    assert isinstance(chosen.memory_policy, ReferencePolicy)
+    assert build_sam2("sam2.1_hiera_nano").memory_policy is None  # random weights
+
+    copy = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "model")
+    meta = json.loads((copy / "config.json").read_text())
+    del meta["memory_policy"]
+    (copy / "config.json").write_text(json.dumps(meta))
+    assert build_sam2(checkpoint=copy).memory_policy is None
+    plain = build_sam2_video_predictor(None, copy, progress=False)
+    assert isinstance(plain.memory_policy, ReferencePolicy)
+    for value, error in (("dam5sam", "unknown memory policy 'dam5sam'"),
+                         (["dam4sam"], "memory_policy must be a policy name")):  # fmt: skip
+        (copy / "config.json").write_text(json.dumps({**meta, "memory_policy": value}))
+        with pytest.raises(CheckpointFormatError, match=error):
+            build_sam2(checkpoint=copy)
+
+
 def test_cli_weights_are_the_default_unless_asked_otherwise(capsys):
     assert choose_model(_args()) == (None, str(DEFAULT_MODEL_DIR))
     assert choose_model(_args("--config", "sam2.1_hiera_nano"))[1] == str(DEFAULT_MODEL_DIR)
@@ -129,14 +161,18 @@ def test_bar_clips_hide_the_disk_fully_for_a_few_frames():
 
 
 def test_default_model_finds_the_disk_again_after_a_bar_no_worse_than_committed():
-    """The commit rule's occlusion check (`occlusion_clips.py`), tracked from one click: J over
-    the frames after the disk has come out from behind the bar. The committed (session 9)
-    model finds it again in 1 of the 8 clips (J 0.96 there, 0.00 in the others: once hidden,
-    it keeps predicting the disk absent), as every candidate of sessions 10-11 did; a new
-    default model must find it in at least as many clips. This is the level of a known
-    weakness, not a target (model card, session 11)."""
+    """The commit rule's occlusion check (`occlusion_clips.py`), tracked from one click with
+    the default predictor: J over the frames after the disk has come out from behind the bar.
+    The committed (session 9) model, with the DAM4SAM memory its config names, finds it again
+    in 7 of the 8 clips (J 0.92-0.96 there); with SAM 2's rule in 1 (J 0.96 there, 0.00 in the
+    others: it keeps predicting the disk absent; likely because the frames where it is hidden
+    fill SAM 2's recent memory, which DAM4SAM's skips). A new default model must find it in
+    at least as many clips with the policy it ships with (model card, "Memory policy")."""
     from sam2_jax.evaluation.occlusion_clips import bar_clips, j_after_occlusion
 
-    predictor = build_sam2_video_predictor()
+    predictor = build_sam2_video_predictor(progress=False)
     scores = np.array([j_after_occlusion(predictor, clip) for clip in bar_clips()])
-    assert (scores > 0.5).sum() >= 1 and scores.max() > 0.9, np.round(scores, 2)
+    assert (scores > 0.5).sum() >= 7 and scores.max() > 0.9, np.round(scores, 2)
+    predictor = build_sam2_video_predictor(memory_policy="reference", progress=False)
+    scores = np.array([j_after_occlusion(predictor, clip) for clip in bar_clips()])
+    assert 1 <= (scores > 0.5).sum() < 7, np.round(scores, 2)  # what the policy changes

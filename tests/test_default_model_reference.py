@@ -89,7 +89,8 @@ def test_video_session_matches_the_reference(reference):
 
     config_file, overrides, path = reference
     theirs = reference_build(config_file, path, device="cpu", hydra_overrides_extra=overrides)
-    ours = build_sam2_video_predictor(progress=False)
+    # the reference tracks with SAM 2's rule (the bundled model's own policy is DAM4SAM's)
+    ours = build_sam2_video_predictor(progress=False, memory_policy="reference")
     prompts = json.loads(open(bundled("shapes_clip/prompts.json")).read())["objects"]
     original = misc.get_connected_components
     misc.get_connected_components = components_bfs  # the reference's CUDA op, on CPU

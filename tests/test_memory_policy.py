@@ -111,7 +111,7 @@ def test_predictor_policy_equals_the_reference_with_its_settings(
     prompts = [(f, obj, click + [i, 0]) for i, f in enumerate(prompt_frames)]
     policy = reference_policy(memory_temporal_stride=2, max_cond_frames_in_attn=max_cond)
     ours = build_sam2_video_predictor(memory_policy=policy, progress=False)
-    default = build_sam2_video_predictor(progress=False)
+    default = build_sam2_video_predictor(memory_policy="reference", progress=False)
     monkeypatch.setattr(misc, "get_connected_components", components_bfs)  # CUDA op, on CPU
     with torch.inference_mode():
         t_state = theirs.init_state(video_path=FRAMES)

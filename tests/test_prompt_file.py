@@ -217,7 +217,9 @@ class _StubPredictor:
 
     def __init__(self, *args, **kwargs):
         model = types.SimpleNamespace(name="stub", image_size=32)
-        self.model = types.SimpleNamespace(config=model, checkpoint=None, random_weights=True)
+        self.model = types.SimpleNamespace(
+            config=model, checkpoint=None, random_weights=True, memory_policy=None
+        )
 
     def init_state(self, video, max_frames=None):
         frames = VideoFrames(video, 32, max_frames=max_frames)

@@ -52,7 +52,9 @@ def live():
     model = build_sam2()
     return {
         "image": serving_sessions.image_session(SAM2ImagePredictor(model)),
-        "video": serving_sessions.video_session(SAM2VideoPredictor(model, progress=False)),
+        "video": serving_sessions.video_session(
+            SAM2VideoPredictor(model, progress=False, memory_policy="reference")
+        ),
     }
 
 

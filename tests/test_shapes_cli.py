@@ -24,6 +24,7 @@ def test_track_video_scores_the_shapes_clip(tmp_path, capsys):
     assert set(scores["objects"]) == {"1", "2"} and 0.0 <= scores["J&F"] <= 1.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scores"] == scores and summary["random_weights"] is False
+    assert summary["memory_policy"] == "dam4sam" and "memory policy dam4sam" in printed
 
     # the same masks scored by `sam2-jax eval`'s folder evaluation (the SA-V layout written
     # by track-video against the DAVIS-layout annotations)
@@ -47,11 +48,14 @@ def test_track_video_refuses_annotations_of_another_length(tmp_path):
         cli.main(argv)
 
 
-def test_eval_synthetic_cli_checks_its_arguments():
+def test_eval_synthetic_cli_checks_its_arguments(capsys):
     """(The evaluation itself is tested with a perfect stand-in predictor in
     test_synthetic_eval.py; a full CLI run costs two compilations, ~50 s in CI.)"""
     with pytest.raises(SystemExit, match="--videos must be >= 1"):
         cli.main(["eval-synthetic", "--videos", "0"])
+    with pytest.raises(SystemExit):
+        cli.main(["eval-synthetic", "--memory-policy", "samurei"])
+    assert "invalid choice: 'samurei'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

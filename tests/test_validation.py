@@ -20,7 +20,10 @@ from sam2_jax.video.predictor import InferenceState, SAM2VideoPredictor
 
 H, W, S = 20, 30, 64  # video / image size, model input size
 STAND_IN = types.SimpleNamespace(
-    module=None, variables=None, config=types.SimpleNamespace(image_size=S, embedding_size=4)
+    module=None,
+    variables=None,
+    config=types.SimpleNamespace(image_size=S, embedding_size=4),
+    memory_policy=None,
 )
 
 

@@ -127,9 +127,11 @@ def track_video(args: argparse.Namespace) -> None:
         raise fail(err) from err
     model = predictor.model
     weights = describe_weights(model, args.seed)
+    policy = args.memory_policy or model.memory_policy or "reference"
     print(
         f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
-        f"video {video}: {state.num_frames} frames of {state.video_width}x{state.video_height}"
+        f"memory policy {policy}; video {video}: {state.num_frames} frames of "
+        f"{state.video_width}x{state.video_height}"
     )
     try:
         for p in prompts:
@@ -157,7 +159,7 @@ def track_video(args: argparse.Namespace) -> None:
         "input_size": model.config.image_size,
         "checkpoint": model.checkpoint,
         "random_weights": model.random_weights,
-        "memory_policy": args.memory_policy,
+        "memory_policy": policy,
         "obj_ids": obj_ids,
         "complete": False,
     }
@@ -297,11 +299,11 @@ def add_parser(commands) -> None:
 
     cmd.add_argument(
         "--memory-policy",
-        default="reference",
         choices=sorted(POLICIES),
         help="what each frame reads from the memory and writes into it: SAM 2's rule "
         "(reference), SAMURAI's motion-aware memory (samurai), SAM 3's memory selection "
         "(sam3), DAM4SAM's distractor-aware memory (dam4sam), SAM2Long's memory tree "
-        "(sam2long: 3 pathways per object)",
+        "(sam2long: 3 pathways per object); default: the one the checkpoint names (the "
+        "bundled default model: dam4sam), else reference",
     )
     cmd.set_defaults(run=track_video)

@@ -29,8 +29,12 @@ def eval_synthetic(args: argparse.Namespace) -> None:
     except (ValueError, OSError, ImportError) as err:
         raise SystemExit(f"sam2-jax eval-synthetic: error: {err}") from err
     weights = describe_weights(model, args.seed)
-    print(f"model {model.config.name} at {model.config.image_size}px; weights: {weights}")
-    video_predictor = SAM2VideoPredictor(model, fill_hole_area=8)
+    policy = args.memory_policy or model.memory_policy or "reference"
+    print(
+        f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
+        f"memory policy {policy}"
+    )
+    video_predictor = SAM2VideoPredictor(model, fill_hole_area=8, memory_policy=policy)
     image_predictor = SAM2ImagePredictor(model)
     began = time.perf_counter()
 
@@ -49,6 +53,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
         progress=progress if args.verbose else None,
     )
     result["model"] = {"config": model.config.name, "checkpoint": model.checkpoint}
+    result["memory_policy"] = policy
     result["seconds"] = round(time.perf_counter() - began, 1)
     print(
         f"{result['objects']} objects in {args.videos} held-out videos: "
@@ -63,6 +68,8 @@ def eval_synthetic(args: argparse.Namespace) -> None:
 
 def add_parser(commands) -> None:
     """Registers `eval-synthetic` on the CLI's subparsers."""
+    from sam2_jax.memory.policies import POLICIES  # model code: only when the CLI is built
+
     cmd = commands.add_parser(
         "eval-synthetic",
         help="one-click J&F (video) and mIoU (image) on held-out synthetic moving shapes",
@@ -77,6 +84,12 @@ def add_parser(commands) -> None:
     cmd.add_argument("--start", type=int, default=0, help="index of the first held-out video")
     cmd.add_argument("--frames", type=int, default=16, help="frames per video")
     cmd.add_argument("--size", type=int, default=128, help="video side in pixels")
+    cmd.add_argument(
+        "--memory-policy",
+        choices=sorted(POLICIES),
+        help="the video predictor's memory policy (default: the one the checkpoint names, the "
+        "bundled default model's dam4sam, else reference)",
+    )
     cmd.add_argument("--out", help="write the scores (per video and object) as JSON")
     add_overwrite_argument(cmd)
     cmd.add_argument("--verbose", action="store_true", help="print every video's scores")

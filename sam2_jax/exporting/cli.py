@@ -98,6 +98,11 @@ def run(args: argparse.Namespace) -> None:
         raise fail(err) from err
     size = model.config.image_size
     print(f"model {model.config.name} at {size}px; weights: {describe_weights(model, args.seed)}")
+    if model.memory_policy not in (None, "reference"):
+        print(
+            f"note: the video programs track with SAM 2's memory rule; the checkpoint's "
+            f"{model.memory_policy} policy is not exported (the live predictor uses it)"
+        )
     print(f"lowering for {', '.join(args.platforms)} ...", flush=True)
     manifest = export_compiled(model, out, platforms=args.platforms, layout=layout, onnx=args.onnx)
     print(f"{len(manifest.functions)} programs, weights.npz, manifest.json -> {out}")

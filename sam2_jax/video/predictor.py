@@ -31,8 +31,8 @@ import numpy as np
 from sam2_jax.buckets import click_bucket, cond_slot_bucket, object_bucket
 from sam2_jax.build import SAM2Model, build_sam2
 from sam2_jax.memory.bank import NO_FRAME, MemoryBank
-from sam2_jax.memory.policies import as_policy
-from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
+from sam2_jax.memory.policies import policy_for_model
+from sam2_jax.memory.policy import MemoryPolicy
 from sam2_jax.memory.step import encode_prompted_memory, track_step
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.modeling.sam_heads import NO_OBJ_SCORE
@@ -115,7 +115,7 @@ class SAM2VideoPredictor(VideoSessionAPI):
         add_all_frames_to_correct_as_cond: bool = False,
         chunk_size: int = 8,
         progress: bool = True,
-        memory_policy: MemoryPolicy | str = REFERENCE,
+        memory_policy: MemoryPolicy | str | None = None,
     ):
         """Args:
         model: from `build_sam2`.
@@ -123,7 +123,9 @@ class SAM2VideoPredictor(VideoSessionAPI):
           `VideoSessionAPI`.
         chunk_size: frames per compiled propagation call.
         memory_policy: what each frame reads from the memory and writes into it
-          (`sam2_jax.memory`, or a name of `get_policy`; default SAM 2's rule).
+          (`sam2_jax.memory`, or a name of `get_policy`). None: the one the checkpoint names
+          (`model.memory_policy`: the bundled default model's DAM4SAM memory), else SAM 2's
+          rule.
         """
         super().__init__(
             fill_hole_area=fill_hole_area,
@@ -139,7 +141,7 @@ class SAM2VideoPredictor(VideoSessionAPI):
         self.low_res_side = 4 * model.config.embedding_size
         self.no_obj_score = NO_OBJ_SCORE
         self.chunk_size = chunk_size
-        self.memory_policy = as_policy(memory_policy)
+        self.memory_policy = policy_for_model(memory_policy, model.memory_policy)
 
     def _encode_frame(self, state: InferenceState, frame_idx: int) -> dict:
         frame = state.frames.load(np.array([frame_idx]))[0]

@@ -26,8 +26,8 @@ import numpy as np
 from sam2_jax import validation
 from sam2_jax.build import SAM2Model
 from sam2_jax.memory.bank import MemoryBank, empty_bank
-from sam2_jax.memory.policies import as_policy
-from sam2_jax.memory.policy import REFERENCE, MemoryPolicy
+from sam2_jax.memory.policies import policy_for_model
+from sam2_jax.memory.policy import MemoryPolicy
 from sam2_jax.memory.step import track_step
 from sam2_jax.modeling.sam2_base import SAM2
 from sam2_jax.prompts import FramePrompts, pack_frame_prompts
@@ -77,7 +77,7 @@ class StreamTracker:
         max_points: int = 8,
         fill_hole_area: int = 8,
         non_overlap_masks: bool = False,
-        memory_policy: MemoryPolicy | str = REFERENCE,
+        memory_policy: MemoryPolicy | str | None = None,
     ):
         """Args:
         model: from `build_sam2`.
@@ -86,7 +86,8 @@ class StreamTracker:
         max_points: clicks (box corners included) per object and frame.
         fill_hole_area, non_overlap_masks: output post-processing, as in the predictor.
         memory_policy: what each frame reads from the memory and writes into it
-          (`sam2_jax.memory`, or a name of `get_policy`).
+          (`sam2_jax.memory`, or a name of `get_policy`). None: the one the checkpoint names
+          (`model.memory_policy`), else SAM 2's rule.
         """
         self.model = model
         self.size = model.config.image_size
@@ -95,7 +96,7 @@ class StreamTracker:
         self.max_points = max_points
         self.fill_hole_area = fill_hole_area
         self.non_overlap_masks = non_overlap_masks
-        self.memory_policy = as_policy(memory_policy)
+        self.memory_policy = policy_for_model(memory_policy, model.memory_policy)
         self.obj_ids: list[Hashable] = []
         self.frame_idx = 0  # index of the next frame
         self.scores = np.zeros((0,), np.float32)  # object scores of the last frame

@@ -1,5 +1,5 @@
 """Memory policies by name: `get_policy("reference" | "samurai" | "sam3" | "dam4sam" |
-"sam2long", **options)`."""
+"sam2long", **options)`; `policy_for_model`: the one a predictor uses."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def as_policy(policy: MemoryPolicy | str) -> MemoryPolicy:
     return get_policy(policy) if isinstance(policy, str) else policy
 
 
+def policy_for_model(policy: MemoryPolicy | str | None, recorded: str | None) -> MemoryPolicy:
+    """`policy` (or its name); None: `recorded`, the policy the model's checkpoint names
+    (`SAM2Model.memory_policy`), and SAM 2's rule when it names none."""
+    return as_policy(policy if policy is not None else recorded or "reference")
+
+
 __all__ = [
     "POLICIES",
     "Dam4SamPolicy",
@@ -46,4 +52,5 @@ __all__ = [
     "Sam3Policy",
     "SamuraiPolicy",
     "get_policy",
+    "policy_for_model",
 ]
