@@ -34,7 +34,9 @@ def eval_synthetic(args: argparse.Namespace) -> None:
         f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
         f"memory policy {policy}"
     )
-    video_predictor = SAM2VideoPredictor(model, fill_hole_area=8, memory_policy=policy)
+    video_predictor = SAM2VideoPredictor(
+        model, fill_hole_area=8, memory_policy=policy, progress=False
+    )
     image_predictor = SAM2ImagePredictor(model)
     began = time.perf_counter()
 
