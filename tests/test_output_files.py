@@ -211,11 +211,15 @@ def test_train_export_refuses_a_non_empty_out_before_reading_the_run(tmp_path, c
     (out / "params").mkdir()
     (out / "params" / "stale").write_text("an earlier export")
     (out / "config.json").write_text("{}")
-    cli.main([*argv, "--overwrite", "--dtype", "float16"])
+    got = _error([*argv, "--overwrite", "--memory-policy", "dam5sam"], capsys)
+    assert got.startswith("sam2-jax train-export: error: unknown memory policy 'dam5sam'")
+    assert (out / "params" / "stale").exists()  # refused before anything was written
+    cli.main([*argv, "--overwrite", "--dtype", "float16", "--memory-policy", "dam4sam"])
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "notes.txt", "params"]
     assert not (out / "params" / "stale").exists()
     meta = json.loads((out / "config.json").read_text())
     assert meta["name"] == "sam2.1_hiera_nano" and meta["source"].endswith("step 4 (float16)")
+    assert meta["memory_policy"] == "dam4sam"
 
     # a damaged run checkpoint is one line too
     damage_checkpoint(tmp_path / "run" / "checkpoints" / "4")

@@ -1,8 +1,9 @@
 """`sam2-jax train-export`: a training run's params -> a converted model directory.
 
 The result loads like any converted checkpoint (`build_sam2(None, out_dir)`, `--checkpoint
-out_dir`): `params/` (Orbax) and `config.json` (variant and input size). Weights can be
-stored in float16 to halve the size; they are read back as float32.
+out_dir`): `params/` (Orbax) and `config.json` (variant, input size and, with
+`--memory-policy`, the memory policy the video predictors track with by default). Weights can
+be stored in float16 to halve the size; they are read back as float32.
 
 A non-empty output folder is refused before the run is read, unless `--overwrite` (which
 deletes an earlier export there first); both files are written atomically.
@@ -65,27 +66,32 @@ def export_run(
     step: int | None = None,
     dtype: str = "float32",
     overwrite: bool = False,
+    memory_policy: str | None = None,
 ) -> pathlib.Path:
-    """Writes the run's params as a converted checkpoint of `model` at `image_size`.
+    """Writes the run's params as a converted checkpoint of `model` at `image_size`
+    (`memory_policy`: the policy name its config.json records, see `save_converted`).
 
     The tree is checked strictly against the variant (missing / extra / misshaped leaves
     raise) by reading the written directory back with `load_checkpoint`.
 
     Raises:
       FileNotFoundError: the run has no such checkpoint (checked first).
-      ValueError: `out_dir` is a file, or not empty without `overwrite` (checked before
-        the run's params are read).
+      ValueError: `out_dir` is a file, or not empty without `overwrite`, or an unknown
+        `memory_policy` (checked before the run's params are read).
     """
     from sam2_jax.config import get_config
     from sam2_jax.convert.checkpoint_io import load_checkpoint, save_converted
+    from sam2_jax.memory.policies import POLICIES
 
     config = get_config(model, image_size=image_size)
+    if memory_policy is not None and memory_policy not in POLICIES:
+        raise ValueError(f"unknown memory policy {memory_policy!r}; known: {', '.join(POLICIES)}")
     _, step = run_step(workdir, step)
     prepare_out_dir(out_dir, overwrite=overwrite, results=RESULTS)
     step, params = read_run_params(workdir, step)
     source = f"{os.path.abspath(workdir)} step {step} ({dtype})"
     params = jax.tree.map(lambda a: np.asarray(a).astype(dtype), params)
-    out = save_converted(params, config, out_dir, source=source)
+    out = save_converted(params, config, out_dir, source=source, memory_policy=memory_policy)
     load_checkpoint(out)  # strict read-back
     return out
 
@@ -103,6 +109,11 @@ def add_parser(commands) -> None:
     p.add_argument("--out", required=True, help="output directory (new or empty)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument(
+        "--memory-policy",
+        help="record this memory policy (reference, samurai, sam3, dam4sam, sam2long) in "
+        "config.json: the video predictors track with it unless given another",
+    )
     add_overwrite_argument(p, RESULTS)
     p.set_defaults(run=run_export)
 
@@ -119,6 +130,7 @@ def run_export(args: argparse.Namespace) -> None:
             step=args.step,
             dtype=args.dtype,
             overwrite=args.overwrite,
+            memory_policy=args.memory_policy,
         )
     except (FileNotFoundError, FileExistsError, ValueError, CorruptCheckpointError) as err:
         raise SystemExit(f"sam2-jax train-export: error: {err}") from err
