@@ -163,11 +163,12 @@ def test_bar_clips_hide_the_disk_fully_for_a_few_frames():
 def test_default_model_finds_the_disk_again_after_a_bar_no_worse_than_committed():
     """The commit rule's occlusion check (`occlusion_clips.py`), tracked from one click with
     the default predictor: J over the frames after the disk has come out from behind the bar.
-    The committed (session 9) model, with the DAM4SAM memory its config names, finds it again
-    in 7 of the 8 clips (J 0.92-0.96 there); with SAM 2's rule in 1 (J 0.96 there, 0.00 in the
-    others: it keeps predicting the disk absent; likely because the frames where it is hidden
-    fill SAM 2's recent memory, which DAM4SAM's skips). A new default model must find it in
-    at least as many clips with the policy it ships with (model card, "Memory policy")."""
+    The committed (session 13) model, with the DAM4SAM memory its config names, finds it again
+    in 8 of the 8 clips (J 0.91-0.96, and 0.57 in the fifth, near the threshold: the test holds
+    7); with SAM 2's rule in 1 (J 0.96 there, 0.00 in the others: it keeps predicting the disk
+    absent; likely because the frames where it is hidden fill SAM 2's recent memory, which
+    DAM4SAM's skips). A new default model must find it in at least as many clips with the
+    policy it ships with (model card, "Memory policy")."""
     from sam2_jax.evaluation.occlusion_clips import bar_clips, j_after_occlusion
 
     predictor = build_sam2_video_predictor(progress=False)
