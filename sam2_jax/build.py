@@ -108,16 +108,16 @@ def _recorded_memory_policy(checkpoint: str | os.PathLike) -> str | None:
         detect_format,
         read_converted_memory_policy,
     )
-    from sam2_jax.memory.policies import POLICIES
+    from sam2_jax.memory.policies import get_policy
 
     if detect_format(checkpoint) != "converted":
         return None
     policy = read_converted_memory_policy(checkpoint)
-    if policy is not None and policy not in POLICIES:
-        raise CheckpointFormatError(
-            f"{checkpoint}: config.json names the unknown memory policy {policy!r}; known: "
-            f"{', '.join(POLICIES)}"
-        )
+    if policy is not None:
+        try:
+            get_policy(policy)
+        except ValueError as err:
+            raise CheckpointFormatError(f"{checkpoint}: config.json: {err}") from None
     return policy
 
 

@@ -81,11 +81,11 @@ def export_run(
     """
     from sam2_jax.config import get_config
     from sam2_jax.convert.checkpoint_io import load_checkpoint, save_converted
-    from sam2_jax.memory.policies import POLICIES
+    from sam2_jax.memory.policies import get_policy
 
     config = get_config(model, image_size=image_size)
-    if memory_policy is not None and memory_policy not in POLICIES:
-        raise ValueError(f"unknown memory policy {memory_policy!r}; known: {', '.join(POLICIES)}")
+    if memory_policy is not None:
+        get_policy(memory_policy)  # an unknown name raises ValueError, naming the known ones
     _, step = run_step(workdir, step)
     prepare_out_dir(out_dir, overwrite=overwrite, results=RESULTS)
     step, params = read_run_params(workdir, step)

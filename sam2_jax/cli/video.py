@@ -86,6 +86,7 @@ def _frame_ranges(frames: list[int]) -> str:
 
 
 def track_video(args: argparse.Namespace) -> None:
+    from sam2_jax.memory.policies import policy_name_for_model
     from sam2_jax.video.frames import probe
     from sam2_jax.video.output import (
         OverlayWriter,
@@ -127,7 +128,7 @@ def track_video(args: argparse.Namespace) -> None:
         raise fail(err) from err
     model = predictor.model
     weights = describe_weights(model, args.seed)
-    policy = args.memory_policy or model.memory_policy or "reference"
+    policy = policy_name_for_model(args.memory_policy, model.memory_policy)
     print(
         f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
         f"memory policy {policy}; video {video}: {state.num_frames} frames of "

@@ -14,6 +14,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
     from sam2_jax.cli.common import choose_model, describe_weights
     from sam2_jax.evaluation.synthetic import evaluate_one_click
     from sam2_jax.image.predictor import SAM2ImagePredictor
+    from sam2_jax.memory.policies import policy_name_for_model
     from sam2_jax.output_files import check_new_file, write_text
     from sam2_jax.video.predictor import SAM2VideoPredictor
 
@@ -29,7 +30,7 @@ def eval_synthetic(args: argparse.Namespace) -> None:
     except (ValueError, OSError, ImportError) as err:
         raise SystemExit(f"sam2-jax eval-synthetic: error: {err}") from err
     weights = describe_weights(model, args.seed)
-    policy = args.memory_policy or model.memory_policy or "reference"
+    policy = policy_name_for_model(args.memory_policy, model.memory_policy)
     print(
         f"model {model.config.name} at {model.config.image_size}px; weights: {weights}; "
         f"memory policy {policy}"

@@ -37,10 +37,15 @@ def as_policy(policy: MemoryPolicy | str) -> MemoryPolicy:
     return get_policy(policy) if isinstance(policy, str) else policy
 
 
+def policy_name_for_model(name: str | None, recorded: str | None) -> str:
+    """The policy name a model tracks with: `name`; None: `recorded`, the one the model's
+    checkpoint names (`SAM2Model.memory_policy`), and SAM 2's rule when it names none."""
+    return name or recorded or "reference"
+
+
 def policy_for_model(policy: MemoryPolicy | str | None, recorded: str | None) -> MemoryPolicy:
-    """`policy` (or its name); None: `recorded`, the policy the model's checkpoint names
-    (`SAM2Model.memory_policy`), and SAM 2's rule when it names none."""
-    return as_policy(policy if policy is not None else recorded or "reference")
+    """`policy` (or its name); None: as `policy_name_for_model`."""
+    return as_policy(policy if policy is not None else policy_name_for_model(None, recorded))
 
 
 __all__ = [
@@ -53,4 +58,5 @@ __all__ = [
     "SamuraiPolicy",
     "get_policy",
     "policy_for_model",
+    "policy_name_for_model",
 ]
